@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` and `make test`. Everything else is set-up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install models run test test-fast clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/python scripts/fetch_models.py smollm2 gemma3
+
+run: install
+	$(BIN)/llamacli run -m "$$($(BIN)/python scripts/fetch_models.py smollm2)" -p "Hello" -n 64
+
+test: install models
+	$(BIN)/python -m pytest -q tests
+
+test-fast: install
+	$(BIN)/python -m pytest -q tests -m "not real"
+
+clean:
+	rm -rf $(VENV) build *.egg-info

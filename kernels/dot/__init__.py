@@ -1,0 +1,6 @@
+"""Dot-product kernels: activation quantizers and matrix-vector / matrix-matrix products.
+
+``DOTS`` maps a ``GGMLQuantizationType`` to its kernel set (see ``dot/matmul.py``).
+"""
+
+DOTS: dict = {}
