@@ -3,4 +3,4 @@
 ``DOTS`` maps a ``GGMLQuantizationType`` to its kernel set (see ``dot/matmul.py``).
 """
 
-DOTS: dict = {}
+from .matmul import DOTS, Activation, DotKernel  # noqa: F401

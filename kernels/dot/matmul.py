@@ -1,0 +1,94 @@
+"""Matrix products against weight rows of any registered type.
+
+``DOTS[qtype]`` is a ``DotKernel``: the activation kind ggml pairs with the weight type
+(its ``vec_dot_type``) and the Numba kernel. ``Activation`` holds the preallocated buffers of
+one activation kind for rows of length ``n`` and up to ``t_max`` tokens; ``load`` quantizes
+(or rounds) float32 activations into them once, and any number of weights sharing that input
+(q, k and v; gate and up) are then multiplied without quantizing again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+
+from . import activations as A
+from . import floats, kquants, legacy
+from .fp16 import round_to_f16
+
+QUANT_KINDS = ("q8_0", "q8_1", "q8_K")
+
+
+@dataclass(frozen=True)
+class DotKernel:
+    act: str  # "q8_0" | "q8_1" | "q8_K" | "f32" | "f16" | "bf16"
+    matmul: Callable  # quantized: (W, q, d, aux, out); float: (W, x, out)
+    row_dtype: type = np.uint8  # how the weight rows are viewed
+
+
+DOTS: dict[T, DotKernel] = {
+    T.F32: DotKernel("f32", floats.matmul_f32, np.float32),
+    T.F16: DotKernel("f16", floats.matmul_f16, np.uint16),
+    T.BF16: DotKernel("bf16", floats.matmul_bf16, np.uint16),
+    T.Q4_0: DotKernel("q8_0", legacy.matmul_q4_0),
+    T.Q4_1: DotKernel("q8_1", legacy.matmul_q4_1),
+    T.Q5_0: DotKernel("q8_0", legacy.matmul_q5_0),
+    T.Q5_1: DotKernel("q8_1", legacy.matmul_q5_1),
+    T.Q8_0: DotKernel("q8_0", legacy.matmul_q8_0),
+    T.Q2_K: DotKernel("q8_K", kquants.matmul_q2_K),
+    T.Q3_K: DotKernel("q8_K", kquants.matmul_q3_K),
+    T.Q4_K: DotKernel("q8_K", kquants.matmul_q4_K),
+    T.Q5_K: DotKernel("q8_K", kquants.matmul_q5_K),
+    T.Q6_K: DotKernel("q8_K", kquants.matmul_q6_K),
+}
+
+
+class Activation:
+    """Buffers for one activation kind, rows of length n, up to t_max tokens."""
+
+    def __init__(self, kind: str, n: int, t_max: int):
+        self.kind, self.n, self.t_max = kind, n, t_max
+        if kind in QUANT_KINDS:
+            block = GGML_QUANT_SIZES[T.Q8_K if kind == "q8_K" else T.Q8_0][0]
+            if n % block:
+                raise ValueError(f"activation rows of {n} do not split into {kind} blocks of {block}")
+            self.q = np.zeros((t_max, n), np.int8)  # (T, n)
+            self.d = np.zeros((t_max, n // block), np.float32)  # (T, n/block)
+            if kind == "q8_1":
+                self.aux = np.zeros((t_max, n // block), np.float32)  # s = d * sum(q)
+            elif kind == "q8_K":
+                self.aux = np.zeros((t_max, n // 16), np.int32)  # bsums
+            else:
+                self.aux = self.d  # unused by q8_0 kernels
+        else:
+            self.x = np.zeros((t_max, n), np.float32)  # (T, n) rounded to the weight's type
+        self.t = 0
+
+    def load(self, x: np.ndarray) -> None:
+        """Quantize / round x float32[T, n] into the buffers."""
+        t = x.shape[0]
+        self.t = t
+        k = self.kind
+        if k == "q8_0":
+            A.quantize_q8_0(x, self.q[:t], self.d[:t])
+        elif k == "q8_1":
+            A.quantize_q8_1(x, self.q[:t], self.d[:t], self.aux[:t])
+        elif k == "q8_K":
+            A.quantize_q8_K(x, self.q[:t], self.d[:t], self.aux[:t])
+        elif k == "f32":
+            self.x[:t] = x
+        elif k == "f16":
+            round_to_f16(x.reshape(-1), self.x[:t].reshape(-1))
+        elif k == "bf16":
+            floats.round_to_bf16(x.reshape(-1), self.x[:t].reshape(-1))
+
+    def matmul(self, dot: DotKernel, rows: np.ndarray, out: np.ndarray) -> None:
+        """out[:T, :R] = x @ rows.T for the T rows last loaded."""
+        t = self.t
+        if self.kind in QUANT_KINDS:
+            dot.matmul(rows, self.q[:t], self.d[:t], self.aux[:t], out[:t])
+        else:
+            dot.matmul(rows, self.x[:t], out[:t])

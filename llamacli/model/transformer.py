@@ -1,0 +1,211 @@
+"""The decoder graph (llama, qwen2, gemma3) over memory-mapped weights and a preallocated state.
+
+`Model.eval(tokens)` runs micro-batches of at most `n_batch` tokens through every block,
+appending their keys and values to the F16 KV cache, and returns logits. It mirrors the
+order and numerics of llama.cpp's graphs (src/models/llama.cpp, qwen2.cpp, gemma3.cpp):
+RMSNorm with a float64 sum, activations quantized to each weight's dot partner, RoPE from a
+float32 theta recurrence, and the non-flash attention path over fp16 keys and values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from gguf.quants import dequantize
+
+from ..errors import LlamacliError
+from ..gguf_io import GGUFFile
+from ..kernels import ops
+from ..kernels.dot import Activation
+from .config import Config, config_from_gguf
+from .weights import Linear, Weights, load_weights
+
+# bytes of one KV cache entry (fp16)
+KV_BYTES = 2
+
+
+def kv_cache_bytes(cfg: Config, n_ctx: int) -> int:
+    return cfg.n_layer * n_ctx * (cfg.n_embd_k + cfg.n_embd_v) * KV_BYTES
+
+
+class State:
+    """Scratch buffers and the KV cache, allocated once; `eval` allocates nothing per token."""
+
+    def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int):
+        E, F, T = cfg.n_embd, cfg.n_ff, n_batch
+        self.n_ctx, self.n_batch = n_ctx, n_batch
+        self.x = np.zeros((T, E), np.float32)  # residual stream
+        self.xn = np.zeros((T, E), np.float32)  # normed input of a sub-block
+        self.q = np.zeros((T, cfg.n_head * cfg.head_dim), np.float32)
+        self.k = np.zeros((T, cfg.n_embd_k), np.float32)
+        self.v = np.zeros((T, cfg.n_embd_v), np.float32)
+        self.attn = np.zeros((T, cfg.n_head * cfg.head_dim_v), np.float32)  # attention output
+        self.proj = np.zeros((T, E), np.float32)  # output of wo / w_down
+        self.gate = np.zeros((T, F), np.float32)
+        self.up = np.zeros((T, F), np.float32)
+        self.ffn = np.zeros((T, F), np.float32)
+        self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
+        self.v_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_v), np.uint16)
+        self.scores = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx), np.float32)  # a row per thread
+        half = cfg.rope_dims // 2
+        self.cos = np.zeros((T, half), np.float32)
+        self.sin = np.zeros((T, half), np.float32)
+        self.cos_local = np.zeros((T, half), np.float32)
+        self.sin_local = np.zeros((T, half), np.float32)
+        self.pos = np.zeros(T, np.int64)
+        self.logits = np.zeros((T, cfg.n_vocab), np.float32)
+        self.acts: dict[tuple[str, int], Activation] = {}
+        lin: list[Linear] = [weights.output]
+        for L in weights.layers:
+            lin += [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
+        for w in lin:
+            key = (w.dot.act, w.n_in)
+            if key not in self.acts:
+                self.acts[key] = Activation(w.dot.act, w.n_in, T)
+        self.n_past = 0
+
+    def reset(self) -> None:
+        self.n_past = 0
+
+
+@dataclass
+class Model:
+    gguf: GGUFFile
+    cfg: Config
+    weights: Weights
+    state: State
+    n_threads: int
+
+    # -- one linear layer, its input quantized once per (kind, width) --------------------
+
+    def _load(self, x: np.ndarray, w: Linear) -> Activation:
+        act = self.state.acts[(w.dot.act, w.n_in)]
+        act.load(x)
+        return act
+
+    def _linear(self, x: np.ndarray, w: Linear, out: np.ndarray, act: Activation | None = None):
+        if act is None or act.kind != w.dot.act:
+            act = self._load(x, w)
+        act.matmul(w.dot, w.rows, out)
+        return act
+
+    def _embed(self, tokens: np.ndarray, out: np.ndarray) -> None:
+        emb = self.weights.token_embd
+        out[:] = dequantize(emb.rows[tokens], emb.qtype).reshape(out.shape)
+        if self.cfg.embed_scale != 1.0:
+            out *= np.float32(self.cfg.embed_scale)
+
+    # -- the graph ------------------------------------------------------------------------
+
+    def _ubatch(self, tokens: np.ndarray, want: str) -> np.ndarray:
+        """Run T <= n_batch tokens at positions n_past..; return logits of the last or all."""
+        cfg, W, S = self.cfg, self.weights, self.state
+        T = tokens.shape[0]
+        p0 = S.n_past
+        n_kv = p0 + T
+        x, xn = S.x[:T], S.xn[:T]
+        q, k, v = S.q[:T], S.k[:T], S.v[:T]
+        attn, proj = S.attn[:T], S.proj[:T]
+        gate, up, ffn = S.gate[:T], S.up[:T], S.ffn[:T]
+        pos = S.pos[:T]
+        pos[:] = np.arange(p0, n_kv)
+        ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base, cfg.rope_freq_scale, S.cos, S.sin)
+        if cfg.sliding_window:
+            ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base_local, cfg.rope_freq_scale, S.cos_local, S.sin_local)
+        q3 = q.reshape(T, cfg.n_head, cfg.head_dim)
+        k3 = k.reshape(T, cfg.n_head_kv, cfg.head_dim)
+        gemma = cfg.arch == "gemma3"
+        kq_scale = np.float32(1.0) if gemma else np.float32(cfg.attn_scale)
+
+        self._embed(tokens, x)
+        for il, L in enumerate(W.layers):
+            # attention
+            ops.rms_norm(x, L.attn_norm, cfg.rms_eps, xn)
+            act = self._linear(xn, L.wq, q)
+            act = self._linear(xn, L.wk, k, act)
+            self._linear(xn, L.wv, v, act)
+            if L.bq is not None:
+                q += L.bq
+                k += L.bk
+                v += L.bv
+            if L.q_norm is not None:
+                ops.rms_norm_heads(q3, L.q_norm, cfg.rms_eps)
+                ops.rms_norm_heads(k3, L.k_norm, cfg.rms_eps)
+            swa = cfg.is_swa_layer(il)
+            cos, sin = (S.cos_local, S.sin_local) if swa else (S.cos, S.sin)
+            ops.rope(q3, cos, sin, cfg.rope_dims, cfg.rope_neox)
+            ops.rope(k3, cos, sin, cfg.rope_dims, cfg.rope_neox)
+            if gemma:
+                q *= np.float32(cfg.attn_scale)
+            ops.store_kv(k, v, S.k_cache[il], S.v_cache[il], p0)
+            ops.attention(q3, S.k_cache[il], S.v_cache[il], pos, n_kv, kq_scale,
+                          cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scores, attn)
+            self._linear(attn, L.wo, proj)
+            if L.post_attn_norm is not None:
+                ops.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
+            ops.add_inplace(x, proj)
+            # feed-forward
+            ops.rms_norm(x, L.ffn_norm, cfg.rms_eps, xn)
+            act = self._linear(xn, L.w_gate, gate)
+            self._linear(xn, L.w_up, up, act)
+            (ops.geglu if gemma else ops.swiglu)(gate, up, ffn)
+            self._linear(ffn, L.w_down, proj)
+            if L.post_ffn_norm is not None:
+                ops.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
+            ops.add_inplace(x, proj)
+
+        S.n_past = n_kv
+        if want == "none":
+            return S.logits[:0]
+        rows = x if want == "all" else x[T - 1:T]
+        n = rows.shape[0]
+        ops.rms_norm(rows, W.output_norm, cfg.rms_eps, xn[:n])
+        logits = S.logits[:n]
+        self._linear(xn[:n], W.output, logits)
+        if cfg.final_softcap:
+            c = np.float32(cfg.final_softcap)
+            np.tanh(logits / c, out=logits)
+            logits *= c
+        return logits
+
+    def eval(self, tokens, want: str = "last") -> np.ndarray:
+        """Append tokens to the context; return logits (1, n_vocab) for 'last' or
+        (len(tokens), n_vocab) for 'all'. The returned 'last' array is reused by the next call."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        n = tokens.shape[0]
+        if n == 0:
+            raise LlamacliError("nothing to evaluate")
+        if self.state.n_past + n > self.state.n_ctx:
+            raise LlamacliError(
+                f"context full: {self.state.n_past} + {n} tokens exceed the context size {self.state.n_ctx}")
+        if tokens.min() < 0 or tokens.max() >= self.cfg.n_vocab:
+            raise LlamacliError(f"token id out of range [0, {self.cfg.n_vocab})")
+        numba.set_num_threads(self.n_threads)
+        B = self.state.n_batch
+        out = np.empty((n, self.cfg.n_vocab), np.float32) if want == "all" else None
+        for s in range(0, n, B):
+            chunk = tokens[s:s + B]
+            last = s + B >= n
+            lg = self._ubatch(chunk, "all" if want == "all" else ("last" if last else "none"))
+            if out is not None:
+                out[s:s + chunk.shape[0]] = lg
+        return out if out is not None else lg
+
+
+def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2) -> Model:
+    """Open a GGUF, read its config and weights (views), allocate the state."""
+    from ..gguf_io import open_gguf
+
+    gf = open_gguf(path)
+    cfg = config_from_gguf(gf)
+    weights = load_weights(gf, cfg)
+    if n_ctx <= 0:
+        n_ctx = cfg.n_ctx_train
+    n_batch = max(1, min(n_batch, n_ctx))
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    if n_threads < 1:
+        raise LlamacliError(f"-t must be at least 1, got {n_threads}")
+    state = State(cfg, weights, n_ctx, n_batch)
+    return Model(gf, cfg, weights, state, min(n_threads, max_threads))

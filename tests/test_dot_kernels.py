@@ -1,0 +1,66 @@
+"""Every dot kernel against its slow NumPy twin (tests/naive.py)."""
+
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as T
+
+from llamacli.kernels.dot import DOTS, Activation
+
+import naive
+
+TYPES = [T.F32, T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0,
+         T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+
+
+def _run(qtype, rows, x):
+    dot = DOTS[qtype]
+    act = Activation(dot.act, x.shape[1], x.shape[0])
+    act.load(x)
+    out = np.full((x.shape[0], rows.shape[0]), np.nan, np.float32)
+    act.matmul(dot, rows, out)
+    return out
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+@pytest.mark.parametrize("shape", [(7, 512, 1), (33, 768, 3), (1, 256, 5)])
+def test_matmul_matches_twin(qtype, shape):
+    R, n, ntok = shape
+    rng = np.random.default_rng(hash((qtype.value, shape)) % 2**32)
+    rows = naive.random_rows(qtype, R, n, rng)
+    x = (rng.standard_normal((ntok, n)) * rng.choice([1e-3, 1.0, 50.0], size=(ntok, 1))).astype(np.float32)
+    got = _run(qtype, rows, x)
+    want = naive.matmul(qtype, rows, x, DOTS[qtype].act)
+    scale = np.abs(naive.weights_f64(qtype, rows)).sum(axis=1)[None, :] * np.abs(x).max(axis=1)[:, None]
+    assert np.all(np.abs(got - want) <= 2e-6 * scale + 1e-30), qtype.name
+
+
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_edge_rows(qtype):
+    """Zero activations, constant activations, one huge value among tiny ones."""
+    rng = np.random.default_rng(7)
+    n = 512
+    rows = naive.random_rows(qtype, 5, n, rng)
+    x = np.zeros((4, n), np.float32)
+    x[1] = 0.25
+    x[2] = rng.standard_normal(n).astype(np.float32) * 1e-6
+    x[2, 100] = 1e4
+    x[3] = -3.0
+    got = _run(qtype, rows, x)
+    want = naive.matmul(qtype, rows, x, DOTS[qtype].act)
+    assert np.all(got[0] == 0)
+    scale = np.abs(naive.weights_f64(qtype, rows)).sum(axis=1)[None, :] * np.abs(x).max(axis=1)[:, None]
+    assert np.all(np.abs(got - want) <= 2e-6 * scale + 1e-30), qtype.name
+
+
+def test_activation_quantizers_match_twin():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, 512)) * 4).astype(np.float32)
+    x[1, :32] = 0  # a zero block
+    for kind in ("q8_0", "q8_1", "q8_K"):
+        act = Activation(kind, 512, 3)
+        act.load(x)
+        q, d, aux = naive.quantize_act(x, kind)
+        assert np.array_equal(act.q, q), kind
+        assert np.array_equal(act.d, d), kind
+        if kind != "q8_0":
+            assert np.array_equal(act.aux, aux), kind
