@@ -9,8 +9,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.29 carries its own copy of click and raises its exceptions
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # older typer on top of click
+    from click.exceptions import NoArgsIsHelpError, UsageError
 
 from ..errors import LlamacliError
 
@@ -34,6 +38,13 @@ SUBCOMMANDS = {
     "perplexity": "perplexity",
 }
 
+
+
+@app.callback()
+def _root() -> None:
+    """Run, quantize, inspect and benchmark GGUF models on the CPU, checked against llama.cpp."""
+
+
 for _name, _module in SUBCOMMANDS.items():
     try:
         _mod = importlib.import_module(f"{__name__}.{_module}")
@@ -53,15 +64,15 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
 def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError:
+    except NoArgsIsHelpError:
         return 0
-    except click.UsageError as e:
+    except UsageError as e:
         ctx = f"{e.ctx.command_path}: " if e.ctx else ""
         print(f"llamacli: error: {ctx}{e.format_message()}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         return 130
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
     except LlamacliError as e:
         print(f"llamacli: error: {e}", file=sys.stderr)
