@@ -137,3 +137,164 @@ def _open_reader(path: Path) -> GGUFReader:
 
 def open_gguf(path: str | os.PathLike) -> GGUFFile:
     return GGUFFile(path)
+
+
+# -- writing (llamacli quantize) -----------------------------------------------------------------
+#
+# A streaming GGUF writer laid out as ggml's gguf_write_out: header, key-value pairs, tensor
+# infos, padding to the alignment, then each tensor's data padded to the alignment. Metadata
+# copied from an input file keeps its exact bytes. The file is written beside the target under a
+# temporary name and renamed only once every tensor is in, so an error, Ctrl-C or a full disk
+# never leaves a partial output behind.
+
+GGUF_WRITE_VERSION = 3
+GGUF_DEFAULT_ALIGNMENT = 32
+
+
+def _gguf_str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return len(b).to_bytes(8, "little") + b
+
+
+def kv_uint32(key: str, value: int) -> tuple[str, bytes]:
+    """A serialized UINT32 key-value pair (gguf_set_val_u32)."""
+    return key, _gguf_str(key) + int(GGUFValueType.UINT32).to_bytes(4, "little") + int(value).to_bytes(4, "little")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    ne: tuple[int, ...]  # ggml order; trailing 1s are dropped when written (ggml_n_dims)
+    qtype: GGMLQuantizationType
+
+    @property
+    def n_bytes(self) -> int:
+        block, type_size = GGML_QUANT_SIZES[self.qtype]
+        n = int(np.prod(self.ne, dtype=np.int64))
+        return n // block * type_size
+
+
+def _pad(n: int, align: int) -> int:
+    return (n + align - 1) // align * align
+
+
+class AtomicGGUFWriter:
+    """``with AtomicGGUFWriter(path, kv, tensors) as w: w.write(i, chunk) ...``
+
+    Tensors are written in the order given, each as one or more chunks (bytes-like), and must
+    be complete before the next one starts. On leaving the block without an exception the
+    temporary file is flushed and renamed over `path`; otherwise it is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike, kv: list[tuple[str, bytes]], tensors: list[TensorInfo],
+                 alignment: int = GGUF_DEFAULT_ALIGNMENT, fsync: bool = False):
+        self.path = Path(path)
+        self.fsync = fsync  # llama.cpp does not sync either; the rename alone keeps it atomic
+        self.kv = kv
+        self.tensors = tensors
+        self.alignment = alignment
+        self._f = None
+        self._tmp: Path | None = None
+        self._cur = 0  # index of the tensor being written
+        self._written = 0  # bytes of it written so far
+
+    def _meta(self) -> bytes:
+        parts = [GGUF_MAGIC, GGUF_WRITE_VERSION.to_bytes(4, "little"),
+                 len(self.tensors).to_bytes(8, "little"), len(self.kv).to_bytes(8, "little")]
+        parts += [blob for _, blob in self.kv]
+        offset = 0
+        for t in self.tensors:
+            ne = list(t.ne)
+            while len(ne) > 1 and ne[-1] == 1:
+                ne.pop()
+            parts.append(_gguf_str(t.name))
+            parts.append(len(ne).to_bytes(4, "little"))
+            parts += [int(x).to_bytes(8, "little") for x in ne]
+            parts.append(int(t.qtype).to_bytes(4, "little"))
+            parts.append(offset.to_bytes(8, "little"))
+            offset += _pad(t.n_bytes, self.alignment)
+        meta = b"".join(parts)
+        return meta + bytes(_pad(len(meta), self.alignment) - len(meta))
+
+    def __enter__(self) -> "AtomicGGUFWriter":
+        import tempfile
+
+        d = self.path.parent if str(self.path.parent) else Path(".")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=f"{self.path.name}.part-")
+        except OSError as e:
+            raise LlamacliError(f"{self.path}: cannot create the output file ({e.strerror})") from None
+        self._tmp = Path(tmp)
+        self._f = os.fdopen(fd, "wb", buffering=1 << 20)
+        try:
+            self._f.write(self._meta())
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def write(self, index: int, chunk) -> None:
+        if index != self._cur:
+            if index != self._cur + 1 or self._written != self.tensors[self._cur].n_bytes:
+                raise LlamacliError(f"{self.path}: tensor '{self.tensors[self._cur].name}' is incomplete")
+            self._end_tensor()
+        mv = memoryview(chunk).cast("B")
+        self._written += mv.nbytes
+        if self._written > self.tensors[index].n_bytes:
+            raise LlamacliError(f"{self.path}: too much data for tensor '{self.tensors[index].name}'")
+        self._write_raw(mv)
+
+    def _write_raw(self, data) -> None:
+        try:
+            self._f.write(data)
+        except OSError as e:
+            raise LlamacliError(f"{self.path}: cannot write ({e.strerror})") from None
+
+    def _end_tensor(self) -> None:
+        n = self.tensors[self._cur].n_bytes
+        self._write_raw(bytes(_pad(n, self.alignment) - n))
+        self._cur += 1
+        self._written = 0
+
+    def _abort(self) -> None:
+        try:
+            if self._f is not None:
+                self._f.close()
+        except OSError:
+            pass
+        finally:
+            self._f = None
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+                self._tmp = None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self._abort()
+            return
+        try:
+            if self.tensors:
+                last = len(self.tensors) - 1
+                if self._cur != last or self._written != self.tensors[last].n_bytes:
+                    raise LlamacliError(f"{self.path}: not every tensor was written")
+                self._end_tensor()
+            self._f.flush()
+            if self.fsync:
+                os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
+            os.chmod(self._tmp, 0o644 & ~_umask())
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except OSError as e:
+            self._abort()
+            raise LlamacliError(f"{self.path}: cannot write ({e.strerror})") from None
+        except BaseException:
+            self._abort()
+            raise
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m

@@ -63,8 +63,12 @@ class Codec:
             raise ValueError(f"{self.qtype.name}: row length {ne0} is not a multiple of {self.block_size}")
         return ne0 // self.block_size * self.type_size
 
-    def quantize(self, rows: np.ndarray, nthreads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
-        """float32[n, ne0] -> uint8[n, row_bytes], bit-exact with ggml's ``quantize_row_*_ref``."""
+    def quantize(self, rows: np.ndarray, nthreads: int | None = None, out: np.ndarray | None = None,
+                 check_finite: bool = True) -> np.ndarray:
+        """float32[n, ne0] -> uint8[n, row_bytes], bit-exact with ggml's ``quantize_row_*_ref``.
+
+        Rows holding a NaN or an infinity are refused (`NonFiniteError`) unless the caller has
+        validated them already (check_finite=False)."""
         x = np.asarray(rows)
         if x.dtype != np.float32:
             raise TypeError(f"{self.qtype.name}.quantize: expected float32 rows, got {x.dtype}")
@@ -76,7 +80,7 @@ class Codec:
         n, ne0 = x.shape
         rb = self.row_bytes(ne0)
         _set_threads(nthreads)
-        bad = _first_nonfinite_row(x.view(np.uint32))
+        bad = _first_nonfinite_row(x.view(np.uint32)) if check_finite else -1
         if bad >= 0:
             raise NonFiniteError(f"row {bad} holds a NaN or an infinity; llama.cpp refuses such data")
         if out is None:

@@ -88,15 +88,33 @@ def nearest_int(fval):
 
 
 @njit(cache=True, inline="always")
+def c_f2i(v):
+    """C's float -> int conversion as x86 does it (cvttss2si): truncation toward zero, and the
+    "integer indefinite" INT_MIN for a NaN or a value outside int32. ggml hits the latter when a
+    block of subnormals gives a scale whose inverse is infinite."""
+    if not (v > -2147483649.0 and v < 2147483648.0):
+        return -2147483648
+    return np.int64(v)
+
+
+@njit(cache=True, inline="always")
+def to_i8(i):
+    """(int8_t) of an int: keep the low byte, signed."""
+    return ((i & 0xFF) ^ 0x80) - 0x80
+
+
+@njit(cache=True, inline="always")
 def roundf(x):
-    """C roundf to an int: half away from zero (|x| < 2^23, so x - trunc(x) is exact)."""
-    i = np.int64(x)  # truncates toward zero
-    frac = np.float32(x) - np.float32(i)
+    """C roundf: half away from zero, as a float32 (x - trunc(x) is exact below 2^23)."""
+    if not (abs(x) < np.float32(8388608.0)):  # already an integer, an infinity or a NaN
+        return x
+    t = np.float32(np.int64(x))
+    frac = x - t
     if frac >= np.float32(0.5):
-        i += 1
+        t += np.float32(1.0)
     elif frac <= np.float32(-0.5):
-        i -= 1
-    return i
+        t -= np.float32(1.0)
+    return t
 
 
 # -- checks ------------------------------------------------------------------------------------

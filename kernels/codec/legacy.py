@@ -18,7 +18,7 @@ from gguf import GGMLQuantizationType as T
 from numba import njit, prange
 
 from . import Codec, register
-from ._bits import first_bad_fp16_field, load_fp16, roundf, store_fp16
+from ._bits import c_f2i, first_bad_fp16_field, load_fp16, roundf, store_fp16, to_i8
 
 QK4_0 = GGML_QUANT_SIZES[T.Q4_0][0]
 QK4_1 = GGML_QUANT_SIZES[T.Q4_1][0]
@@ -66,9 +66,9 @@ def _quantize_q4_0(x, out):
             for j in range(qk // 2):
                 x0 = xb[j] * idv
                 x1 = xb[qk // 2 + j] * idv
-                xi0 = min(15, np.int64(x0 + np.float32(8.5)))  # (int8_t) truncation
-                xi1 = min(15, np.int64(x1 + np.float32(8.5)))
-                y[FP16 + j] = xi0 | (xi1 << 4)
+                xi0 = min(15, to_i8(c_f2i(x0 + np.float32(8.5))))  # MIN(15, (int8_t)(x0 + 8.5f))
+                xi1 = min(15, to_i8(c_f2i(x1 + np.float32(8.5))))
+                y[FP16 + j] = ((xi0 & 0xFF) | (xi1 << 4)) & 0xFF
 
 
 @njit(cache=True, parallel=True)
@@ -112,9 +112,9 @@ def _quantize_q4_1(x, out):
             for j in range(qk // 2):
                 x0 = (xb[j] - vmin) * idv
                 x1 = (xb[qk // 2 + j] - vmin) * idv
-                xi0 = min(15, np.int64(x0 + np.float32(0.5)))
-                xi1 = min(15, np.int64(x1 + np.float32(0.5)))
-                y[2 * FP16 + j] = xi0 | (xi1 << 4)
+                xi0 = min(15, to_i8(c_f2i(x0 + np.float32(0.5))))
+                xi1 = min(15, to_i8(c_f2i(x1 + np.float32(0.5))))
+                y[2 * FP16 + j] = ((xi0 & 0xFF) | (xi1 << 4)) & 0xFF
 
 
 @njit(cache=True, parallel=True)
@@ -157,8 +157,8 @@ def _quantize_q5_0(x, out):
             for j in range(qk // 2):
                 x0 = xb[j] * idv
                 x1 = xb[qk // 2 + j] * idv
-                xi0 = min(31, np.int64(x0 + np.float32(16.5)))
-                xi1 = min(31, np.int64(x1 + np.float32(16.5)))
+                xi0 = min(31, to_i8(c_f2i(x0 + np.float32(16.5))))
+                xi1 = min(31, to_i8(c_f2i(x1 + np.float32(16.5))))
                 y[FP16 + QH + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
                 qh |= ((xi0 & 0x10) >> 4) << j
                 qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
@@ -215,8 +215,8 @@ def _quantize_q5_1(x, out):
             for j in range(qk // 2):
                 x0 = (xb[j] - vmin) * idv
                 x1 = (xb[qk // 2 + j] - vmin) * idv
-                xi0 = np.int64(x0 + np.float32(0.5)) & 0xFF  # (uint8_t)
-                xi1 = np.int64(x1 + np.float32(0.5)) & 0xFF
+                xi0 = c_f2i(x0 + np.float32(0.5)) & 0xFF  # (uint8_t)
+                xi1 = c_f2i(x1 + np.float32(0.5)) & 0xFF
                 y[2 * FP16 + QH + j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4)
                 qh |= ((xi0 & 0x10) >> 4) << j
                 qh |= ((xi1 & 0x10) >> 4) << (j + qk // 2)
@@ -266,7 +266,7 @@ def _quantize_q8_0(x, out):
             idv = np.float32(1.0) / d if d != 0 else np.float32(0.0)
             store_fp16(y, 0, d)
             for j in range(qk):
-                y[FP16 + j] = roundf(xb[j] * idv) & 0xFF
+                y[FP16 + j] = c_f2i(roundf(xb[j] * idv)) & 0xFF  # (int8_t)roundf(x0)
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,261 @@
+"""``llamacli quantize``: rewrite a GGUF in another weight type, byte-identical to llama-quantize.
+
+`quantize_file` is llama_model_quantize_impl (src/llama-quant.cpp) without an importance
+matrix: the per-tensor plan of `plan.make_plan`, then for every tensor in llama.cpp's order
+either a copy of its bytes or dequantize -> reference quantize (``kernels/codec``), streamed in
+slabs of rows into an `AtomicGGUFWriter` (a temporary file renamed at the end). Input data is
+validated as llama.cpp's loader does (no NaN / Inf values or scales), and so is every quantized
+result (``ggml_validate_row_data``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, Keys, LlamaFileType
+
+from ..errors import LlamacliError
+from ..gguf_io import AtomicGGUFWriter, TensorInfo, kv_uint32
+from ..kernels.codec import CODECS, codec
+from .scan import ScannedGGUF
+from .plan import Plan, PlanOptions, TensorPlan, hparams_of, is_quantized, make_plan, parse_ftype, parse_ggml_type
+
+__all__ = ["quantize_file", "make_f16", "QuantizeResult", "default_output_path", "ggml_type_name",
+           "parse_ftype", "parse_ggml_type"]
+
+GGML_QNT_VERSION = 2  # ggml.h: bump on quantization format changes
+MIB = 1024.0 * 1024.0
+SLAB_ELEMENTS = 1 << 22  # rows are converted in slabs of about this many weights (16 MiB as f32)
+GGML_MAX_DIMS = 4
+_DROPPED_KEYS = {
+    Keys.General.QUANTIZATION_VERSION, Keys.General.FILE_TYPE,
+    Keys.Split.LLM_KV_SPLIT_NO, Keys.Split.LLM_KV_SPLIT_COUNT, Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT,
+}
+
+
+def ggml_type_name(t: GGMLQuantizationType) -> str:
+    """ggml_type_name: "q4_0", "q4_K", "f16", "bf16" ..."""
+    return t.name.lower().replace("_k", "_K")
+
+
+def default_output_path(inp: str | os.PathLike, ftype_name: str) -> Path:
+    """llama-quantize's default: ggml-model-<TYPE>.gguf beside the input."""
+    return Path(inp).parent / f"ggml-model-{ftype_name}.gguf"
+
+
+@dataclass
+class QuantizeResult:
+    output: Path | None  # None for a dry run
+    plan: Plan
+    size_org: int  # bytes of tensor data in, out
+    size_new: int
+    n_elements: int
+    seconds: float
+
+
+def _shape(ne: tuple[int, ...]) -> str:
+    dims = list(ne) + [1] * (GGML_MAX_DIMS - len(ne))
+    return ", ".join(f"{d:6d}" for d in dims)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def quantize_file(
+    inp: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    ftype: str | LlamaFileType = "Q8_0",
+    *,
+    nthreads: int | None = None,
+    allow_requantize: bool = False,
+    pure: bool = False,
+    leave_output_tensor: bool = False,
+    output_tensor_type: str | GGMLQuantizationType | None = None,
+    token_embedding_type: str | GGMLQuantizationType | None = None,
+    tensor_types: Iterable[tuple[str, str | GGMLQuantizationType]] = (),
+    dry_run: bool = False,
+    log: Callable[[str], None] | None = _stderr,
+    on_tensor: Callable[[int, TensorPlan], None] | None = None,
+) -> QuantizeResult:
+    """Quantize `inp` into `out` as llama-quantize does (no imatrix); returns sizes and the plan.
+
+    ftype: a mixture name ("Q4_K_M", "q8_0", "Q3_K" ...) or a `LlamaFileType`.
+    tensor_types: (name regex, type) overrides, first match wins (``--tensor-type``).
+    log: receives llama-quantize's lines (per tensor, warnings, sizes); None for silence.
+    """
+    t0 = time.perf_counter()
+    log = log or (lambda line: None)
+    if isinstance(ftype, str):
+        ft, ft_name = parse_ftype(ftype)
+    else:
+        ft = LlamaFileType(ftype)
+        ft_name = parse_ftype(str(int(ft)))[1]
+    inp = Path(inp)
+    if out is None and not dry_run:
+        out = default_output_path(inp, ft_name)
+    out = Path(out) if out is not None else None
+    if not dry_run and _same_file(inp, out):
+        raise LlamacliError(f"input and output files are the same: '{inp}'")
+    if nthreads is None or nthreads <= 0:
+        nthreads = os.cpu_count() or 1
+
+    def as_type(t):
+        return None if t is None else t if isinstance(t, GGMLQuantizationType) else parse_ggml_type(t)
+
+    opts = PlanOptions(
+        ftype=ft, allow_requantize=allow_requantize, quantize_output_tensor=not leave_output_tensor,
+        pure=pure, output_tensor_type=as_type(output_tensor_type),
+        token_embedding_type=as_type(token_embedding_type),
+        tensor_types=[(p.lower(), as_type(t)) for p, t in tensor_types],
+    )
+    for name, t in ((n, getattr(opts, n)) for n in ("output_tensor_type", "token_embedding_type")):
+        if t is not None and t not in CODECS:
+            raise LlamacliError(f"--{name.replace('_', '-')}: cannot write type {t.name}")
+
+    gf = ScannedGGUF(inp)
+    views = gf.tensors
+    plan = make_plan([(v.name, v.ne, v.qtype) for v in views.values()], hparams_of(gf), opts)
+    for msg in plan.messages:
+        log(msg)
+    for tp in plan.tensors:
+        if tp.converts and tp.dst_type not in CODECS:
+            raise LlamacliError(f"tensor '{tp.name}': cannot write type {ggml_type_name(tp.dst_type)}")
+        if tp.converts and tp.src_type not in CODECS:
+            raise LlamacliError(f"type {ggml_type_name(tp.src_type)} unsupported for integer quantization: "
+                                "no dequantization available")
+
+    will_require_imatrix = any(tp.allows_quantization and tp.requires_imatrix for tp in plan.tensors)
+    if will_require_imatrix and not dry_run:
+        bad = next(tp for tp in plan.tensors if tp.allows_quantization and tp.requires_imatrix)
+        raise LlamacliError(f"this quantization requires an imatrix! (tensor {bad.name}, "
+                            f"type {ggml_type_name(bad.dst_type)})")
+    if not dry_run and not allow_requantize:
+        for tp in plan.tensors:
+            if tp.converts and is_quantized(tp.src_type):
+                raise LlamacliError(f"requantizing from type {ggml_type_name(tp.src_type)} is disabled "
+                                    "(use --allow-requantize)")
+
+    n_tensors = len(plan.tensors)
+    n_elements = sum(v.n_elements for v in views.values())
+    size_org = size_new = 0
+
+    if dry_run:
+        for i, tp in enumerate(plan.tensors):
+            v = views[tp.name]
+            head = f"[{i + 1:4d}/{n_tensors:4d}] {tp.name:<36} - [{_shape(tp.ne)}], type = {ggml_type_name(tp.src_type):>6}, "
+            if tp.converts:
+                new = TensorInfo(tp.name, tp.ne, tp.dst_type).n_bytes
+                log(head + f"size = {v.n_bytes / MIB:8.2f} MiB -> {new / MIB:8.2f} MiB ({ggml_type_name(tp.dst_type)})")
+            else:
+                new = v.n_bytes
+                log(head + f"size = {new / MIB:8.3f} MiB")
+            size_org += v.n_bytes
+            size_new += new
+            if on_tensor:
+                on_tensor(i, tp)
+    else:
+        kv = [(k, e.raw) for k, e in gf.kv.items() if k not in _DROPPED_KEYS]
+        kv.append(kv_uint32(Keys.General.QUANTIZATION_VERSION, GGML_QNT_VERSION))
+        kv.append(kv_uint32(Keys.General.FILE_TYPE, int(ft)))
+        infos = [TensorInfo(tp.name, tp.ne, tp.dst_type) for tp in plan.tensors]
+        with AtomicGGUFWriter(out, kv, infos) as w:  # always 32, as gguf_init_empty (even if general.alignment says otherwise)
+            for i, tp in enumerate(plan.tensors):
+                v = views[tp.name]
+                head = f"[{i + 1:4d}/{n_tensors:4d}] {tp.name:<36} - [{_shape(tp.ne)}], type = {ggml_type_name(tp.src_type):>6}, "
+                if not tp.converts:
+                    log(head + f"size = {v.n_bytes / MIB:8.3f} MiB")
+                    new = _copy_tensor(gf, v, i, w, nthreads)
+                else:
+                    new = _convert_tensor(gf, v, tp, i, w, nthreads)
+                    log(head + f"converting to {ggml_type_name(tp.dst_type)} .. "
+                        f"size = {v.n_bytes / MIB:8.2f} MiB -> {new / MIB:8.2f} MiB")
+                size_org += v.n_bytes
+                size_new += new
+                if on_tensor:
+                    on_tensor(i, tp)
+
+    log(f"llama_model_quantize_impl: model size  = {size_org / MIB:8.2f} MiB ({size_org * 8.0 / n_elements:.2f} BPW)")
+    log(f"llama_model_quantize_impl: quant size  = {size_new / MIB:8.2f} MiB ({size_new * 8.0 / n_elements:.2f} BPW)")
+    if dry_run and will_require_imatrix:
+        log("llama_model_quantize_impl: WARNING: dry run completed successfully, but actually completing "
+            "this quantization will require an imatrix!")
+    if plan.n_fallback > 0:
+        log(f"llama_model_quantize_impl: WARNING: {plan.n_fallback} of {n_tensors} tensor(s) required "
+            "fallback quantization")
+    return QuantizeResult(None if dry_run else out, plan, size_org, size_new, n_elements,
+                          time.perf_counter() - t0)
+
+
+def _raw_rows(gf, v) -> np.ndarray:
+    """The tensor's bytes in the mapped file as uint8[n_rows, row_bytes] (a view, no copy)."""
+    block, type_size = GGML_QUANT_SIZES[v.qtype]
+    row_bytes = v.ne[0] // block * type_size
+    return v.data.reshape(-1, row_bytes)
+
+
+def _slabs(n_rows: int, ne0: int):
+    step = max(1, SLAB_ELEMENTS // max(1, ne0))
+    for r0 in range(0, n_rows, step):
+        yield r0, min(n_rows, r0 + step)
+
+
+def _copy_tensor(gf, v, index: int, w: AtomicGGUFWriter, nthreads: int) -> int:
+    """Copy in slabs of whole rows, each validated as llama.cpp's loader does."""
+    rows = _raw_rows(gf, v)
+    c = CODECS.get(v.qtype)
+    for r0, r1 in _slabs(rows.shape[0], v.ne[0]):
+        slab = rows[r0:r1]
+        if c is not None and c.validate(slab) >= 0:
+            raise LlamacliError(f"tensor '{v.name}' has invalid data")
+        w.write(index, slab)
+    return v.n_bytes
+
+
+def _convert_tensor(gf, v, tp: TensorPlan, index: int, w: AtomicGGUFWriter, nthreads: int) -> int:
+    """Dequantize (unless F32) and quantize slab by slab; validate input and output."""
+    src, dst = codec(tp.src_type), codec(tp.dst_type)
+    rows = _raw_rows(gf, v)
+    ne0 = v.ne[0]
+    new = 0
+    f32 = None
+    for r0, r1 in _slabs(rows.shape[0], ne0):
+        slab = rows[r0:r1]
+        if src.validate(slab) >= 0:
+            raise LlamacliError(f"tensor '{v.name}' has invalid data")
+        if tp.src_type == GGMLQuantizationType.F32:
+            x = np.ascontiguousarray(slab).view(np.float32)
+        else:
+            if f32 is None or f32.shape[0] < r1 - r0:
+                f32 = np.empty((r1 - r0, ne0), dtype=np.float32)
+            x = src.dequantize(slab, nthreads, out=f32[:r1 - r0])
+        q = dst.quantize(x, nthreads, check_finite=False)
+        if dst.validate(q) >= 0:
+            raise LlamacliError(f"quantized data validation failed (tensor '{v.name}', type {ggml_type_name(tp.dst_type)})")
+        w.write(index, q)
+        new += q.nbytes
+    return new
+
+
+def make_f16(src: str | os.PathLike, dst: str | os.PathLike, nthreads: int | None = None,
+             log: Callable[[str], None] | None = None) -> Path:
+    """The F16 model llama.cpp makes from `src` (``llama-quantize --allow-requantize src dst F16``).
+
+    The golden data starts from these files; tests make them with this function, so CI needs
+    no llama.cpp.
+    """
+    r = quantize_file(src, dst, "F16", nthreads=nthreads, allow_requantize=True, log=log)
+    return r.output
