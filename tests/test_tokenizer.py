@@ -115,9 +115,10 @@ def test_detokenize_matches_llama_cpp(tokenizers, golden, model):
 
 def _representable(tok, text: str) -> bool:
     """Byte-level BPE can only spell bytes its vocabulary has: SmolLM2 lacks 21 of the 256
-    (0x04, 0xF5..0xFF, ...), and llama.cpp silently drops them, as the golden ids show."""
+    (0x04, 0xF5..0xFF, ...), and llama.cpp silently drops them, as the golden ids show.
+    SentencePiece reads a literal ▁ in the text as its own escaped space."""
     if tok.kind != "bpe":
-        return True
+        return "\u2581" not in text
     bc, t2i = byte_to_char(), tok.vocab.token_to_id
     return all(bc[b] in t2i for b in text.encode("utf-8"))
 
@@ -142,7 +143,7 @@ def test_unrepresentable_bytes_are_dropped(tokenizers):
 
 
 @pytest.mark.real
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
 def test_round_trip_random_text(tokenizers, text):
     for tok in tokenizers.values():
