@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from .dot.fp16 import F16_TO_F32, f16_round, f32_to_f16_bits
 from .dot.legacy import FASTMATH
+from .simd import fma32, hsum8, reduce8_hadd, v_expf
 
 
 @njit(parallel=True, cache=True)
@@ -79,79 +80,110 @@ def rope(x, cos_c, sin_c, n_dims, neox):
                     a, b = 2 * i, 2 * i + 1
                 x0 = x[t, h, a]
                 x1 = x[t, h, b]
-                x[t, h, a] = x0 * c - x1 * s
-                x[t, h, b] = x0 * s + x1 * c
+                # rotate_pairs as GCC contracts it (vfmsub231ss / vfmadd132ss in libggml-cpu)
+                x[t, h, a] = fma32(x0, c, -(x1 * s))
+                x[t, h, b] = fma32(x1, c, x0 * s)
 
 
 @njit(cache=True)
-def store_kv(k, v, cache_k, cache_v, pos0):
-    """Write T new keys and values (T, n_kv*head_dim) as fp16 bits at positions pos0.."""
+def store_kv(k, v, cache_k, cache_vt, pos0):
+    """Write T new keys (T, n_kv*D) as fp16 bits at rows pos0.. of cache_k (n_ctx, n_kv*D), and
+    the values transposed into cache_vt (n_kv*D, n_ctx), as llama.cpp's non-flash cache keeps V."""
     T, n = k.shape
     kb = k.view(np.uint32)
     vb = v.view(np.uint32)
     for t in range(T):
         for i in range(n):
             cache_k[pos0 + t, i] = f32_to_f16_bits(kb[t, i], k[t, i])
-            cache_v[pos0 + t, i] = f32_to_f16_bits(vb[t, i], v[t, i])
+        for i in range(v.shape[1]):
+            cache_vt[i, pos0 + t] = f32_to_f16_bits(vb[t, i], v[t, i])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def attention(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, scores, out):
-    """Causal multi-head attention over an F16 KV cache, as llama.cpp's non-flash path:
-    kq = K @ fp16(q) (float32 sums), softmax(kq * scale + mask) in float32 with a float64 sum,
-    the probabilities rounded to fp16 before p @ V.
+@njit(inline="always", cache=True)
+def dot_f16(x, y, n, acc):
+    """ggml_vec_dot_f16 (AVX + F16C): x float32 values already fp16-exact, y fp16 bits, n a
+    multiple of 32. Four accumulators of eight lanes (acc, 32 floats of scratch) take fused
+    multiply-adds; then GGML_F32x8_REDUCE."""
+    for i in range(32):
+        acc[i] = 0.0
+    for i in range(0, n, 32):
+        for j in range(32):
+            acc[j] = fma32(x[i + j], F16_TO_F32[y[i + j]], acc[j])
+    for l in range(8):  # sum[0] += sum[2]; sum[1] += sum[3]; sum[0] += sum[1]
+        acc[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l])
+    return reduce8_hadd(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
 
-    q (T, n_head, D) float32; cache_k/v (n_ctx, n_head_kv*D) uint16; pos (T,) the position
-    of each query; n_kv keys in use; window > 0 masks keys more than window-1 behind
-    (sliding-window attention); softcap > 0 applies tanh soft-capping to the scores.
-    scores (n_threads, n_ctx) float32 scratch, a row per thread; out (T, n_head*D)."""
+
+@njit(parallel=True, cache=True)
+def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, out):
+    """Causal multi-head attention over an F16 KV cache, as llama.cpp's non-flash path computes
+    it for one query at a time: kq = K @ fp16(q) (ggml_vec_dot_f16), softmax(kq * scale + mask)
+    with ggml_v_expf in groups of eight and a float64 sum, the probabilities rounded to fp16,
+    then V^T @ p (ggml_vec_dot_f16 again).
+
+    q (T, n_head, D) float32 holding fp16-exact values; cache_k (n_ctx, n_head_kv*D) and
+    cache_vt (n_head_kv*D, n_ctx) fp16 bits; pos (T,) the position of each query; n_kv keys in
+    use; window > 0 masks keys more than window-1 behind (sliding-window attention); softcap > 0
+    applies tanh soft-capping to the scores. scratch (n_threads, n_ctx + 64) float32, a row per
+    thread; out (T, n_head*D)."""
     T, H, D = q.shape
     HKV = cache_k.shape[1] // D
     group = H // HKV
+    n8 = (n_kv + 7) // 8 * 8
+    n32 = (n_kv + 31) // 32 * 32
+    n_ctx = cache_k.shape[0]
     for job in prange(H * T):
         h = job // T
         t = job % T
         g = h // group
         p = pos[t]
-        s = scores[numba.get_thread_id()]
+        row = scratch[numba.get_thread_id()]
+        s = row[:n32]
+        acc = row[n_ctx + 32:n_ctx + 64]
+        qv = q[t, h]
         mx = -np.inf
         for j in range(n_kv):
-            masked = j > p or (window > 0 and p - j >= window)
-            if masked:
+            if j > p or (window > 0 and p - j >= window):
                 s[j] = -np.inf
                 continue
-            acc = np.float32(0.0)
-            for i in range(D):
-                acc += f16_round(q[t, h, i]) * F16_TO_F32[cache_k[j, g * D + i]]
-            v = acc * scale
+            v = dot_f16(qv, cache_k[j, g * D:(g + 1) * D], D, acc) * scale
             if softcap > 0:
                 v = np.float32(softcap * math.tanh(v / softcap))
             s[j] = v
             if v > mx:
                 mx = v
+        for j in range(n_kv, n32):
+            s[j] = -np.inf
         total = 0.0
-        for j in range(n_kv):
-            e = np.float32(math.exp(s[j] - mx)) if s[j] != -np.inf else np.float32(0.0)
-            s[j] = e
-            total += np.float64(e)
+        for j in range(0, n8, 8):
+            e0 = v_expf(s[j] - mx)
+            e1 = v_expf(s[j + 1] - mx)
+            e2 = v_expf(s[j + 2] - mx)
+            e3 = v_expf(s[j + 3] - mx)
+            e4 = v_expf(s[j + 4] - mx)
+            e5 = v_expf(s[j + 5] - mx)
+            e6 = v_expf(s[j + 6] - mx)
+            e7 = v_expf(s[j + 7] - mx)
+            s[j], s[j + 1], s[j + 2], s[j + 3] = e0, e1, e2, e3
+            s[j + 4], s[j + 5], s[j + 6], s[j + 7] = e4, e5, e6, e7
+            total += np.float64(hsum8(e0, e1, e2, e3, e4, e5, e6, e7))
         inv = np.float32(1.0 / total)
-        for j in range(n_kv):
+        for j in range(n8):
             s[j] = f16_round(s[j] * inv)
+        for j in range(n8, n32):
+            s[j] = 0.0
         for i in range(D):
-            acc = np.float32(0.0)
-            for j in range(n_kv):
-                acc += s[j] * F16_TO_F32[cache_v[j, g * D + i]]
-            out[t, h * D + i] = acc
+            out[t, h * D + i] = dot_f16(s, cache_vt[g * D + i], n32, acc)
 
 
 @njit(parallel=True, cache=True)
 def swiglu(gate, up, out):
-    """silu(gate) * up, ggml_swiglu: silu(x) = x / (1 + exp(-x))."""
+    """ggml_vec_swiglu_f32 (AVX2): silu(g) = g / (1 + ggml_v_expf(-g)), times up."""
     T, n = gate.shape
     for t in prange(T):
         for i in range(n):
             g = gate[t, i]
-            out[t, i] = (g / (np.float32(1.0) + np.float32(math.exp(-g)))) * up[t, i]
+            out[t, i] = (g / (np.float32(1.0) + v_expf(-g))) * up[t, i]
 
 
 GELU_COEF_A = 0.044715

@@ -19,6 +19,7 @@ from ..errors import LlamacliError
 from ..gguf_io import GGUFFile
 from ..kernels import ops
 from ..kernels.dot import Activation
+from ..kernels.dot.fp16 import round_to_f16
 from .config import Config, config_from_gguf
 from .weights import Linear, Weights, load_weights
 
@@ -47,8 +48,9 @@ class State:
         self.up = np.zeros((T, F), np.float32)
         self.ffn = np.zeros((T, F), np.float32)
         self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
-        self.v_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_v), np.uint16)
-        self.scores = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx), np.float32)  # a row per thread
+        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, n_ctx), np.uint16)  # transposed
+        # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
+        self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
         half = cfg.rope_dims // 2
         self.cos = np.zeros((T, half), np.float32)
         self.sin = np.zeros((T, half), np.float32)
@@ -140,8 +142,9 @@ class Model:
             if gemma:
                 q *= np.float32(cfg.attn_scale)
             ops.store_kv(k, v, S.k_cache[il], S.v_cache[il], p0)
+            round_to_f16(S.q[:T].reshape(-1), S.q[:T].reshape(-1))  # ggml converts q to fp16 for K @ q
             ops.attention(q3, S.k_cache[il], S.v_cache[il], pos, n_kv, kq_scale,
-                          cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scores, attn)
+                          cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
             self._linear(attn, L.wo, proj)
             if L.post_attn_norm is not None:
                 ops.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)

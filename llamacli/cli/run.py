@@ -1,0 +1,131 @@
+"""`llamacli run`: complete a prompt, streaming tokens, as llama.cpp's llama-cli / llama-completion.
+
+Flags and defaults follow llama.cpp: the sampler chain (top-k 40, top-p 0.95, min-p 0.05,
+temperature 0.8), a random seed unless -s, -c 4096, -b 512, escapes processed in the prompt
+(-e, on by default), and the perf summary on stderr at the end, also after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import LlamacliError
+from ..sampling import DEFAULT_SEED, SamplerParams
+
+
+def process_escapes(text: str) -> str:
+    """common's string_process_escapes: \\n \\r \\t \\' \\" \\\\ and \\xNN, on the UTF-8 bytes."""
+    src = text.encode("utf-8")
+    out = bytearray()
+    i = 0
+    simple = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("'"): b"'", ord('"'): b'"', ord("\\"): b"\\"}
+    while i < len(src):
+        c = src[i]
+        if c == 0x5C and i + 1 < len(src):
+            i += 1
+            e = src[i]
+            if e in simple:
+                out += simple[e]
+            elif e == ord("x") and i + 2 < len(src) and all(chr(b) in "0123456789abcdefABCDEF" for b in src[i + 1:i + 3]):
+                out.append(int(src[i + 1:i + 3], 16))
+                i += 2
+            else:
+                out += b"\\" + bytes([e])
+        else:
+            out.append(c)
+        i += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def command(
+    model: Path = typer.Option(..., "-m", "--model", help="GGUF model file."),
+    prompt: str = typer.Option(None, "-p", "--prompt", help="Prompt text."),
+    file: Path = typer.Option(None, "-f", "--file", help="Read the prompt from a file."),
+    n_predict: int = typer.Option(-1, "-n", "--n-predict", help="Tokens to generate (-1: until end of generation or a full context)."),
+    threads: int = typer.Option(default_threads(), "-t", "--threads", help="Threads."),
+    ctx_size: int = typer.Option(4096, "-c", "--ctx-size", help="Context size (0: the model's trained context, capped so the KV cache fits in half the free memory)."),
+    batch_size: int = typer.Option(512, "-b", "--batch-size", help="Prompt tokens evaluated per micro-batch."),
+    seed: int = typer.Option(DEFAULT_SEED, "-s", "--seed", help="RNG seed (default: random)."),
+    temp: float = typer.Option(0.8, "--temp", help="Temperature (0: greedy)."),
+    top_k: int = typer.Option(40, "--top-k", help="Top-k (0: off)."),
+    top_p: float = typer.Option(0.95, "--top-p", help="Top-p (1.0: off)."),
+    min_p: float = typer.Option(0.05, "--min-p", help="Min-p (0.0: off)."),
+    typical: float = typer.Option(1.0, "--typical", help="Locally typical sampling (1.0: off)."),
+    repeat_last_n: int = typer.Option(64, "--repeat-last-n", help="Tokens considered by the penalties (0: off, -1: context size)."),
+    repeat_penalty: float = typer.Option(1.0, "--repeat-penalty", help="Repetition penalty (1.0: off)."),
+    presence_penalty: float = typer.Option(0.0, "--presence-penalty", help="Presence penalty (0.0: off)."),
+    frequency_penalty: float = typer.Option(0.0, "--frequency-penalty", help="Frequency penalty (0.0: off)."),
+    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep generating past end-of-generation tokens."),
+    escape: bool = typer.Option(True, "-e/-E", "--escape/--no-escape", help="Process escapes (\\n, \\t, \\xNN, ...) in the prompt."),
+    no_display_prompt: bool = typer.Option(False, "--no-display-prompt", help="Do not print the prompt."),
+):
+    """Complete a prompt, streaming the text; llama.cpp's perf summary goes to stderr."""
+    from ..generate import Generator, choose_context  # the engine loads only when it is needed
+
+    if prompt is not None and file is not None:
+        raise LlamacliError("give the prompt with -p or -f, not both")
+    if file is not None:
+        try:
+            prompt = file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise LlamacliError(f"{file}: cannot read the prompt file ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise LlamacliError(f"{file}: the prompt file is not UTF-8 text") from None
+    if prompt is None:
+        prompt = ""
+    if escape:
+        prompt = process_escapes(prompt)
+    for name, v in (("-t", threads), ("-b", batch_size)):
+        if v < 1:
+            raise LlamacliError(f"{name} must be at least 1, got {v}")
+    if not 0 <= seed <= 0xFFFFFFFF:
+        raise LlamacliError(f"-s must be between 0 and {0xFFFFFFFF}, got {seed}")
+    n_ctx, note = choose_context(model, ctx_size)
+    if note:
+        print(f"llamacli: warning: {note}", file=sys.stderr)
+    if repeat_last_n < 0:
+        repeat_last_n = n_ctx
+    params = SamplerParams(temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical,
+                           repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
+                           frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
+    gen = Generator(model, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    ids = gen.tokenize_prompt(prompt)
+    out = sys.stdout
+    interrupted = False
+    try:
+        if not no_display_prompt:
+            dec = gen.tokenizer.stream_decoder()
+            out.write("".join(dec.feed(t) for t in ids) + dec.flush())
+            out.flush()
+        dec = gen.tokenizer.stream_decoder()
+
+        def emit(tok: int) -> None:
+            text = dec.feed(tok)
+            if text:
+                out.write(text)
+                out.flush()
+
+        gen.generate(ids, n_predict, params, ignore_eos=ignore_eos, on_token=emit)
+        out.write(dec.flush() + "\n")
+        out.flush()
+        if gen.context_full:
+            print("llamacli: context full, stopping generation", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+        out.write("\n")
+        out.flush()
+    finally:
+        print("", file=sys.stderr)
+        print(f"llamacli: seed = {gen.sampler.seed if hasattr(gen, 'sampler') else seed}", file=sys.stderr)
+        for line in gen.perf.lines():
+            print(line, file=sys.stderr)
+    if interrupted:
+        raise typer.Exit(130)

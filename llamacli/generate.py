@@ -1,0 +1,142 @@
+"""Text generation: the prompt in micro-batches, then one token at a time through the sampler.
+
+`Generator` ties a model, its tokenizer and a sampler together and keeps llama.cpp's perf
+counters (load, prompt eval, eval, sampling), printed by `perf_summary` in llama.cpp's format.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import LlamacliError
+from .model.transformer import Model, kv_cache_bytes, load_model
+from .model.config import config_from_gguf
+from .gguf_io import open_gguf
+from .sampling import Sampler, SamplerParams
+from .tokenizer import load_tokenizer
+
+DEFAULT_CTX = 4096  # llama.cpp's common default for -c
+KV_MEMORY_SHARE = 0.5  # -c 0 never lets the KV cache take more than this share of free memory
+
+
+@dataclass
+class Perf:
+    t_start: float = field(default_factory=time.perf_counter)
+    t_load_ms: float = 0.0
+    n_prompt: int = 0
+    t_prompt_ms: float = 0.0
+    n_eval: int = 0
+    t_eval_ms: float = 0.0
+    n_sample: int = 0
+    t_sample_ms: float = 0.0
+
+    def lines(self) -> list[str]:
+        def rate(ms, n):
+            return (ms / n if n else 0.0), (1e3 * n / ms if ms > 0 else 0.0)
+
+        total = (time.perf_counter() - self.t_start) * 1e3
+        pm, ps = rate(self.t_prompt_ms, self.n_prompt)
+        em, es = rate(self.t_eval_ms, self.n_eval)
+        f = "llama_perf_context_print"
+        return [
+            f"llama_perf_sampler_print:    sampling time = {self.t_sample_ms:10.2f} ms / {self.n_sample:5d} runs",
+            f"{f}:        load time = {self.t_load_ms:10.2f} ms",
+            f"{f}: prompt eval time = {self.t_prompt_ms:10.2f} ms / {self.n_prompt:5d} tokens ({pm:8.2f} ms per token, {ps:8.2f} tokens per second)",
+            f"{f}:        eval time = {self.t_eval_ms:10.2f} ms / {self.n_eval:5d} runs   ({em:8.2f} ms per token, {es:8.2f} tokens per second)",
+            f"{f}:       total time = {total:10.2f} ms / {self.n_prompt + self.n_eval:5d} tokens",
+        ]
+
+
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def choose_context(path, n_ctx: int) -> tuple[int, str | None]:
+    """Resolve -c: 0 means the trained context, capped so the KV cache takes at most half of
+    the free memory (a warning says so); an explicit size whose cache cannot fit is refused."""
+    gf = open_gguf(path)
+    cfg = config_from_gguf(gf)
+    free = available_memory()
+    if n_ctx < 0:
+        raise LlamacliError(f"-c must be >= 0, got {n_ctx}")
+    if n_ctx == 0:
+        n_ctx = cfg.n_ctx_train
+        per_tok = kv_cache_bytes(cfg, 1)
+        cap = int(free * KV_MEMORY_SHARE) // per_tok // 256 * 256
+        if n_ctx > cap:
+            return max(cap, 256), (f"trained context {cfg.n_ctx_train} needs a {kv_cache_bytes(cfg, n_ctx) / 2**20:.0f} MiB "
+                                   f"KV cache; capped to {max(cap, 256)} tokens to fit in memory")
+        return n_ctx, None
+    need = kv_cache_bytes(cfg, n_ctx)
+    if need > free:
+        raise LlamacliError(f"-c {n_ctx} needs a {need / 2**20:.0f} MiB KV cache but only "
+                            f"{free / 2**20:.0f} MiB of memory is available")
+    return n_ctx, None
+
+
+class Generator:
+    def __init__(self, path, n_ctx: int = DEFAULT_CTX, n_batch: int = 512, n_threads: int = 2):
+        t0 = time.perf_counter()
+        self.perf = Perf(t_start=t0)
+        self.model: Model = load_model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+        self.tokenizer = load_tokenizer(self.model.gguf)
+        self.perf.t_load_ms = (time.perf_counter() - t0) * 1e3
+
+    @property
+    def n_ctx(self) -> int:
+        return self.model.state.n_ctx
+
+    def tokenize_prompt(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special=True, parse_special=True)
+
+    def generate(self, prompt: list[int], n_predict: int, params: SamplerParams,
+                 ignore_eos: bool = False, on_token: Callable[[int], None] | None = None) -> list[int]:
+        """Evaluate the prompt and sample up to n_predict tokens (-1: until end of generation or
+        a full context). Returns the generated ids; `on_token` sees each as it is chosen."""
+        if not prompt:
+            raise LlamacliError("the prompt is empty (and the model adds no BOS token)")
+        limit = self.n_ctx - 4  # llama.cpp's llama-cli keeps 4 positions of headroom
+        if len(prompt) > limit:
+            raise LlamacliError(f"prompt is too long ({len(prompt)} tokens, max {limit})")
+        sampler = Sampler(params, self.model.cfg.n_vocab)
+        self.sampler = sampler
+        self.context_full = False
+        for t in prompt:
+            sampler.accept(t)
+        perf = self.perf
+        t0 = time.perf_counter()
+        logits = self.model.eval(prompt, want="last")
+        perf.t_prompt_ms += (time.perf_counter() - t0) * 1e3
+        perf.n_prompt += len(prompt)
+        out: list[int] = []
+        while n_predict < 0 or len(out) < n_predict:
+            t0 = time.perf_counter()
+            tok = sampler.sample(logits[0])
+            sampler.accept(tok)
+            perf.t_sample_ms += (time.perf_counter() - t0) * 1e3
+            perf.n_sample += 1
+            if not ignore_eos and self.tokenizer.is_eog(tok):
+                break
+            out.append(tok)
+            if on_token is not None:
+                on_token(tok)
+            if n_predict >= 0 and len(out) >= n_predict:
+                break
+            if self.model.state.n_past + 1 > self.n_ctx:
+                self.context_full = True
+                break
+            t0 = time.perf_counter()
+            logits = self.model.eval([tok], want="last")
+            perf.t_eval_ms += (time.perf_counter() - t0) * 1e3
+            perf.n_eval += 1
+        return out
