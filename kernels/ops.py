@@ -82,7 +82,7 @@ def rope(x, cos_c, sin_c, n_dims, neox):
                 x1 = x[t, h, b]
                 # rotate_pairs as GCC contracts it (vfmsub231ss / vfmadd132ss in libggml-cpu)
                 x[t, h, a] = fma32(x0, c, -(x1 * s))
-                x[t, h, b] = fma32(x1, c, x0 * s)
+                x[t, h, b] = fma32(x0, s, x1 * c)
 
 
 @njit(cache=True)

@@ -79,6 +79,7 @@ class Model:
     weights: Weights
     state: State
     n_threads: int
+    trace: object = None  # optional callable(name, layer, array), named as llama.cpp's graph names its tensors
 
     # -- one linear layer, its input quantized once per (kind, width) --------------------
 
@@ -121,6 +122,7 @@ class Model:
         gemma = cfg.arch == "gemma3"
         kq_scale = np.float32(1.0) if gemma else np.float32(cfg.attn_scale)
 
+        cb = self.trace
         self._embed(tokens, x)
         for il, L in enumerate(W.layers):
             # attention
@@ -128,6 +130,8 @@ class Model:
             act = self._linear(xn, L.wq, q)
             act = self._linear(xn, L.wk, k, act)
             self._linear(xn, L.wv, v, act)
+            if cb:
+                cb("attn_norm", il, xn)
             if L.bq is not None:
                 q += L.bq
                 k += L.bk
@@ -139,6 +143,10 @@ class Model:
             cos, sin = (S.cos_local, S.sin_local) if swa else (S.cos, S.sin)
             ops.rope(q3, cos, sin, cfg.rope_dims, cfg.rope_neox)
             ops.rope(k3, cos, sin, cfg.rope_dims, cfg.rope_neox)
+            if cb:
+                cb("Qcur", il, q)
+                cb("Kcur", il, k)
+                cb("Vcur", il, v)
             if gemma:
                 q *= np.float32(cfg.attn_scale)
             ops.store_kv(k, v, S.k_cache[il], S.v_cache[il], p0)
@@ -146,6 +154,9 @@ class Model:
             ops.attention(q3, S.k_cache[il], S.v_cache[il], pos, n_kv, kq_scale,
                           cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
             self._linear(attn, L.wo, proj)
+            if cb:
+                cb("kqv_out", il, attn)
+                cb("attn_out", il, proj)
             if L.post_attn_norm is not None:
                 ops.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
             ops.add_inplace(x, proj)
@@ -157,7 +168,16 @@ class Model:
             self._linear(ffn, L.w_down, proj)
             if L.post_ffn_norm is not None:
                 ops.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
+            if cb:
+                cb("ffn_inp", il, x)
+                cb("ffn_norm", il, xn)
+                cb("ffn_gate", il, gate)
+                cb("ffn_up", il, up)
+                cb("ffn_swiglu", il, ffn)
+                cb("ffn_out", il, proj)
             ops.add_inplace(x, proj)
+            if cb:
+                cb("l_out", il, x)
 
         S.n_past = n_kv
         if want == "none":
