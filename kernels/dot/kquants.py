@@ -62,7 +62,7 @@ def q3k_scale(j, w, o):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_q2_K(W, q, d, bsums, out):
+def matmul_q2_K(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_q2_K_q8_K."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q2_K
@@ -92,7 +92,7 @@ def matmul_q2_K(W, q, d, bsums, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_q3_K(W, q, d, bsums, out):
+def matmul_q3_K(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_q3_K_q8_K."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q3_K
@@ -121,7 +121,7 @@ def matmul_q3_K(W, q, d, bsums, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_q4_K(W, q, d, bsums, out):
+def matmul_q4_K(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_q4_K_q8_K."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q4_K
@@ -152,7 +152,7 @@ def matmul_q4_K(W, q, d, bsums, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_q5_K(W, q, d, bsums, out):
+def matmul_q5_K(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_q5_K_q8_K."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q5_K
@@ -184,7 +184,7 @@ def matmul_q5_K(W, q, d, bsums, out):
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_q6_K(W, q, d, bsums, out):
+def matmul_q6_K(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_q6_K_q8_K."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q6_K

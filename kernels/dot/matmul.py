@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
@@ -25,7 +26,7 @@ QUANT_KINDS = ("q8_0", "q8_1", "q8_K")
 @dataclass(frozen=True)
 class DotKernel:
     act: str  # "q8_0" | "q8_1" | "q8_K" | "f32" | "f16" | "bf16"
-    matmul: Callable  # quantized: (W, q, d, aux, out); float: (W, x, out)
+    matmul: Callable  # quantized: (W, q, d, aux, out, scratch); float: (W, x, out)
     row_dtype: type = np.uint8  # how the weight rows are viewed
 
 
@@ -65,6 +66,7 @@ class Activation:
                 self.aux = self.d  # unused by q8_0 kernels
         else:
             self.x = np.zeros((t_max, n), np.float32)  # (T, n) rounded to the weight's type
+        self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 64), np.float32)  # lane accumulators per thread
         self.t = 0
 
     def load(self, x: np.ndarray) -> None:
@@ -89,6 +91,6 @@ class Activation:
         """out[:T, :R] = x @ rows.T for the T rows last loaded."""
         t = self.t
         if self.kind in QUANT_KINDS:
-            dot.matmul(rows, self.q[:t], self.d[:t], self.aux[:t], out[:t])
+            dot.matmul(rows, self.q[:t], self.d[:t], self.aux[:t], out[:t], self.scratch)
         else:
             dot.matmul(rows, self.x[:t], out[:t])
