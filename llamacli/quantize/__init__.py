@@ -24,7 +24,8 @@ from ..errors import LlamacliError
 from ..gguf_io import AtomicGGUFWriter, TensorInfo, kv_uint32
 from ..kernels.codec import CODECS, codec
 from .scan import ScannedGGUF
-from .plan import Plan, PlanOptions, TensorPlan, hparams_of, is_quantized, make_plan, parse_ftype, parse_ggml_type
+from .plan import (Plan, PlanOptions, TensorPlan, ggml_type_name, hparams_of, is_quantized, make_plan, parse_ftype,
+                   parse_ggml_type)
 
 __all__ = ["quantize_file", "make_f16", "QuantizeResult", "default_output_path", "ggml_type_name",
            "parse_ftype", "parse_ggml_type"]
@@ -37,11 +38,6 @@ _DROPPED_KEYS = {
     Keys.General.QUANTIZATION_VERSION, Keys.General.FILE_TYPE,
     Keys.Split.LLM_KV_SPLIT_NO, Keys.Split.LLM_KV_SPLIT_COUNT, Keys.Split.LLM_KV_SPLIT_TENSORS_COUNT,
 }
-
-
-def ggml_type_name(t: GGMLQuantizationType) -> str:
-    """ggml_type_name: "q4_0", "q4_K", "f16", "bf16" ..."""
-    return t.name.lower().replace("_k", "_K")
 
 
 def default_output_path(inp: str | os.PathLike, ftype_name: str) -> Path:

@@ -71,6 +71,11 @@ DEFAULT_TYPE: dict[F, T] = {
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
 
 
+def ggml_type_name(t: T) -> str:
+    """ggml_type_name: "q4_0", "q4_K", "f16", "bf16" ..."""
+    return t.name.lower().replace("_k", "_K")
+
+
 def is_quantized(t: T) -> bool:
     """ggml_is_quantized: block types, not the float types."""
     return t not in FLOAT_TYPES
@@ -431,18 +436,18 @@ def _fallback(qs: _State, name: str, ne: tuple[int, ...], target: T) -> T:
     qk = GGML_QUANT_SIZES[target][0]
     if ncols % qk == 0:
         return target
-    msg = f"warning: {name:<36} - ncols {ncols:6d} not divisible by {qk:3d} (required for type {target.name:>7}) "
+    msg = f"warning: {name:<36} - ncols {ncols:6d} not divisible by {qk:3d} (required for type {ggml_type_name(target):>7}) "
     qs.n_fallback += 1
     if target in _FALLBACK:
         ret = _FALLBACK[target]
     elif qk <= 32:
         ret = target  # already a 32-block type: the check below makes it F16
     else:
-        raise LlamacliError(f"no tensor type fallback is defined for type {target.name}")
+        raise LlamacliError(f"no tensor type fallback is defined for type {ggml_type_name(target)}")
     if ncols % GGML_QUANT_SIZES[ret][0] != 0:
         msg += "(WARNING: must use F16 due to unusual shape) "
         ret = T.F16
-    qs.messages.append(msg + f"-> falling back to {ret.name:>7}")
+    qs.messages.append(msg + f"-> falling back to {ggml_type_name(ret):>7}")
     return ret
 
 
@@ -462,7 +467,7 @@ def _get_type(qs: _State, name: str, ne: tuple[int, ...], src: T, default_type: 
             if pattern.search(name):
                 if qtype != new_type:
                     qs.messages.append(f"llama_tensor_get_type: {name:<36} - applying manual override: "
-                                       f"{new_type.name} -> {qtype.name}")
+                                       f"{ggml_type_name(new_type)} -> {ggml_type_name(qtype)}")
                     new_type = qtype
                 manual = True
                 break
