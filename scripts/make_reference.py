@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import json
 import random
 import sys
@@ -180,28 +181,48 @@ def make_tokens(name: str, path: Path, corpus: list[str]) -> None:
     print(f"{out}: {len(entries)} strings, {len(pieces)} pieces", file=sys.stderr)
 
 
-def make_logits(name: str, path: Path) -> None:
-    import llama_cpp
-    from llama_cpp import Llama
-
-    text = (GOLDEN / "reference.txt").read_text(encoding="utf-8")
-    llm = Llama(model_path=str(path), n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True,
-                n_threads=2, verbose=False)
-    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)[:N_LOGIT_TOKENS]
-    assert len(tokens) == N_LOGIT_TOKENS
-    llm.reset()
-    llm.eval(tokens)  # n_batch = 512 > 320: one llama_decode call
-    logits = np.asarray(llm.scores[:N_LOGIT_TOKENS], dtype=np.float32)
+def _topk_record(logits: np.ndarray, prefix: str = "") -> dict[str, np.ndarray]:
     top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP_K].astype(np.int32)
     top_logits = np.take_along_axis(logits, top, axis=1).astype(np.float32)
     l64 = logits.astype(np.float64)
     m = l64.max(axis=1, keepdims=True)
     lse = (m[:, 0] + np.log(np.exp(l64 - m).sum(axis=1))).astype(np.float32)
-    out = GOLDEN / name / "logits.npz"
-    np.savez_compressed(out, tokens=np.asarray(tokens, dtype=np.int32), topk_ids=top,
-                        topk_logits=top_logits, logsumexp=lse)
-    print(f"{out}: {out.stat().st_size} bytes; llama_cpp {llama_cpp.__version__}", file=sys.stderr)
+    rows = np.array([hashlib.sha256(np.ascontiguousarray(r, dtype=np.float32).tobytes()).hexdigest() for r in logits])
+    return {f"{prefix}topk_ids": top, f"{prefix}topk_logits": top_logits, f"{prefix}logsumexp": lse,
+            f"{prefix}row_sha256": rows}
+
+
+def make_logits(name: str, path: Path) -> None:
+    """Teacher-forced logits of the reference text, two ways:
+
+    * one token per llama_decode (n_batch = 1): llama.cpp's decode path, the numerics `run`
+      generates with; stored as topk_ids / topk_logits / logsumexp / row_sha256 (the sha256
+      of each full float32 row, to count bit-identical rows);
+    * all tokens in one llama_decode (batch_*): the prompt-processing path, whose batched
+      kernels (tinyBLAS, tiled k-quants) sum in another order.
+    """
+    import llama_cpp
+    from llama_cpp import Llama
+
+    text = (GOLDEN / "reference.txt").read_text(encoding="utf-8")
+    llm = Llama(model_path=str(path), n_ctx=512, n_batch=1, n_ubatch=1, logits_all=True,
+                n_threads=2, verbose=False)
+    tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)[:N_LOGIT_TOKENS]
+    assert len(tokens) == N_LOGIT_TOKENS
+    llm.reset()
+    llm.eval(tokens)  # n_batch = 1: one llama_decode per token
+    single = np.asarray(llm.scores[:N_LOGIT_TOKENS], dtype=np.float32).copy()
     del llm
+    llm = Llama(model_path=str(path), n_ctx=512, n_batch=512, n_ubatch=512, logits_all=True,
+                n_threads=2, verbose=False)
+    llm.reset()
+    llm.eval(tokens)  # n_batch = 512 > 320: one llama_decode call
+    batch = np.asarray(llm.scores[:N_LOGIT_TOKENS], dtype=np.float32).copy()
+    del llm
+    out = GOLDEN / name / "logits.npz"
+    np.savez_compressed(out, tokens=np.asarray(tokens, dtype=np.int32), **_topk_record(single),
+                        **_topk_record(batch, "batch_"))
+    print(f"{out}: {out.stat().st_size} bytes; llama_cpp {llama_cpp.__version__}", file=sys.stderr)
 
 
 def make_greedy(name: str, path: Path) -> None:
@@ -238,10 +259,61 @@ def make_greedy(name: str, path: Path) -> None:
     print(f"{out}: {len(runs)} prompts", file=sys.stderr)
 
 
+SAMPLING_CONFIGS = {
+    "default": dict(temp=0.8, top_k=40, top_p=0.95, min_p=0.05, typical=1.0, last_n=64, repeat=1.0, freq=0.0, present=0.0),
+    "hot": dict(temp=1.5, top_k=64, top_p=1.0, min_p=0.0, typical=1.0, last_n=64, repeat=1.0, freq=0.0, present=0.0),
+    "penalties": dict(temp=0.8, top_k=40, top_p=0.95, min_p=0.05, typical=1.0, last_n=16, repeat=1.3, freq=0.2, present=0.1),
+    "typical": dict(temp=1.0, top_k=50, top_p=1.0, min_p=0.0, typical=0.9, last_n=64, repeat=1.0, freq=0.0, present=0.0),
+    "greedy": dict(temp=0.0, top_k=40, top_p=0.95, min_p=0.05, typical=1.0, last_n=64, repeat=1.0, freq=0.0, present=0.0),
+}
+SAMPLING_SEEDS = (1, 42, 1234)
+SAMPLING_STEPS = 100
+
+
+def make_sampling(name: str) -> None:
+    """llama.cpp's sampler chain (common_sampler's default order) run over the golden top-64
+    candidates of the first positions, one chain per (config, seed), accepting each pick."""
+    import llama_cpp as L
+
+    data = np.load(GOLDEN / name / "logits.npz")
+    ids, logits = data["topk_ids"], data["topk_logits"]
+    runs = []
+    for cname, c in SAMPLING_CONFIGS.items():
+        for seed in SAMPLING_SEEDS:
+            chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+            n_vocab = int(ids.max()) + 1
+            for smpl in (L.llama_sampler_init_penalties(n_vocab, c["last_n"], c["repeat"], c["freq"], c["present"]),
+                         L.llama_sampler_init_top_k(c["top_k"]),
+                         L.llama_sampler_init_typical(c["typical"], 0),
+                         L.llama_sampler_init_top_p(c["top_p"], 0),
+                         L.llama_sampler_init_min_p(c["min_p"], 0),
+                         L.llama_sampler_init_temp_ext(c["temp"], 0.0, 1.0),
+                         L.llama_sampler_init_dist(seed)):
+                L.llama_sampler_chain_add(chain, smpl)
+            picks = []
+            for pos in range(SAMPLING_STEPS):
+                arr = (L.llama_token_data * TOP_K)()
+                for i in range(TOP_K):
+                    arr[i].id = int(ids[pos, i])
+                    arr[i].logit = float(logits[pos, i])
+                    arr[i].p = 0.0
+                cur = L.llama_token_data_array(data=arr, size=TOP_K, selected=-1, sorted=False)
+                L.llama_sampler_apply(chain, ctypes.byref(cur))
+                tok = int(arr[cur.selected].id)
+                L.llama_sampler_accept(chain, tok)
+                picks.append(tok)
+            L.llama_sampler_free(chain)
+            runs.append({"config": cname, "params": c, "seed": seed, "picks": picks})
+    out = GOLDEN / name / "sampling.json"
+    out.write_text(json.dumps({"llama_cpp_version": L.__version__, "steps": SAMPLING_STEPS,
+                               "candidates": f"top-{TOP_K} of logits.npz, in descending order", "runs": runs}))
+    print(f"{out}: {len(runs)} runs", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default="both", choices=[*MODELS, "both"])
-    ap.add_argument("--only", choices=["tokens", "logits", "greedy"], help="make one kind of data")
+    ap.add_argument("--only", choices=["tokens", "logits", "greedy", "sampling"], help="make one kind of data")
     args = ap.parse_args(argv)
     corpus = build_corpus()
     (GOLDEN / "corpus.json").write_text(json.dumps(corpus, ensure_ascii=True, indent=0))
@@ -257,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             make_logits(name, path)
         if args.only in (None, "greedy"):
             make_greedy(name, path)
+        if args.only in (None, "sampling"):
+            make_sampling(name)
     return 0
 
 
