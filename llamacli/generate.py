@@ -99,15 +99,18 @@ class Generator:
     def tokenize_prompt(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special=True, parse_special=True)
 
-    def generate(self, prompt: list[int], n_predict: int, params: SamplerParams,
-                 ignore_eos: bool = False, on_token: Callable[[int], None] | None = None) -> list[int]:
-        """Evaluate the prompt and sample up to n_predict tokens (-1: until end of generation or
-        a full context). Returns the generated ids; `on_token` sees each as it is chosen."""
+    def check_prompt(self, prompt: list[int]) -> None:
         if not prompt:
             raise LlamacliError("the prompt is empty (and the model adds no BOS token)")
         limit = self.n_ctx - 4  # llama.cpp's llama-cli keeps 4 positions of headroom
         if len(prompt) > limit:
             raise LlamacliError(f"prompt is too long ({len(prompt)} tokens, max {limit})")
+
+    def generate(self, prompt: list[int], n_predict: int, params: SamplerParams,
+                 ignore_eos: bool = False, on_token: Callable[[int], None] | None = None) -> list[int]:
+        """Evaluate the prompt and sample up to n_predict tokens (-1: until end of generation or
+        a full context). Returns the generated ids; `on_token` sees each as it is chosen."""
+        self.check_prompt(prompt)
         sampler = Sampler(params, self.model.cfg.n_vocab)
         self.sampler = sampler
         self.context_full = False

@@ -98,6 +98,7 @@ def command(
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
     gen = Generator(model, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
     ids = gen.tokenize_prompt(prompt)
+    gen.check_prompt(ids)
     out = sys.stdout
     interrupted = False
     try:

@@ -1,0 +1,81 @@
+"""Tiny random-weight GGUF models written with gguf.GGUFWriter, for fast tests and for
+architectures that have no real file here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import GGUFWriter, TokenType
+from gguf.quants import quantize
+
+from llamacli.tokenizer.unicode import byte_to_char
+
+
+def _bpe_vocab():
+    chars = list(byte_to_char())
+    tokens = chars + ["Ġt", "he", "Ġthe", "<|endoftext|>"]
+    types = [TokenType.NORMAL] * (len(tokens) - 1) + [TokenType.CONTROL]
+    merges = ["Ġ t", "h e", "Ġt he"]
+    return tokens, types, merges
+
+
+def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
+                     n_head_kv: int = 2, n_ff: int = 128, qtype: T = T.Q8_0, tied: bool = True,
+                     seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    tokens, types, merges = _bpe_vocab()
+    n_vocab = len(tokens)
+    w = GGUFWriter(str(path), arch)
+    w.add_block_count(n_layer)
+    w.add_context_length(256)
+    w.add_embedding_length(n_embd)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(n_vocab - 1)
+    w.add_eos_token_id(n_vocab - 1)
+    w.add_add_bos_token(False)
+
+    def mat(name, n_in, n_out, t=qtype):
+        x = (rng.standard_normal((n_out, n_in)) * 0.5 / np.sqrt(n_in)).astype(np.float32)
+        if t == T.F32:
+            w.add_tensor(name, x)
+        else:
+            w.add_tensor(name, quantize(x, t), raw_dtype=t)
+
+    def vec(name, n, scale=1.0):
+        w.add_tensor(name, (1.0 + scale * 0.1 * rng.standard_normal(n)).astype(np.float32))
+
+    hd = n_embd // n_head
+    mat("token_embd.weight", n_embd, n_vocab, T.Q8_0)
+    vec("output_norm.weight", n_embd)
+    if not tied:
+        mat("output.weight", n_embd, n_vocab)
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        vec(p + "attn_norm.weight", n_embd)
+        mat(p + "attn_q.weight", n_embd, n_head * hd)
+        mat(p + "attn_k.weight", n_embd, n_head_kv * hd)
+        mat(p + "attn_v.weight", n_embd, n_head_kv * hd)
+        mat(p + "attn_output.weight", n_head * hd, n_embd)
+        vec(p + "ffn_norm.weight", n_embd)
+        mat(p + "ffn_gate.weight", n_embd, n_ff)
+        mat(p + "ffn_up.weight", n_embd, n_ff)
+        mat(p + "ffn_down.weight", n_ff, n_embd)
+        if arch == "qwen2":
+            for nm, n in (("attn_q.bias", n_head * hd), ("attn_k.bias", n_head_kv * hd), ("attn_v.bias", n_head_kv * hd)):
+                w.add_tensor(p + nm, (0.1 * rng.standard_normal(n)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

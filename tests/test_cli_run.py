@@ -1,0 +1,79 @@
+"""`llamacli run` driven like a user would, through the CLI entry point."""
+
+import numpy as np
+import pytest
+
+from llamacli.cli import main
+
+from synthetic import write_tiny_llama
+
+
+def run(capsys, *args):
+    code = main(["run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny") / "tiny.gguf")
+
+
+def test_paris(capsys, smollm2_path):
+    code, out, err = run(capsys, "-m", smollm2_path, "-p", "The capital of France is", "-n", 32, "--temp", 0)
+    assert code == 0
+    assert out.startswith("The capital of France is Paris.")
+    assert "prompt eval time" in err and "eval time" in err and "load time" in err
+
+
+def test_seed_reproducible_across_runs_and_threads(capsys, smollm2_path):
+    args = ["-m", smollm2_path, "-p", "Once upon a time", "-n", 16, "-s", 42, "-c", 256]
+    outs = [run(capsys, *args, "-t", t)[1] for t in (1, 2, 2)]
+    assert outs[0] == outs[1] == outs[2]
+    other = run(capsys, *args[:-2], "-s", 43, "-t", 2)[1]
+    assert other != outs[0]
+
+
+def test_tiny_model_runs_and_no_display_prompt(capsys, tiny):
+    code, out, err = run(capsys, "-m", tiny, "-p", "the the", "-n", 8, "-s", 1, "--no-display-prompt", "--ignore-eos")
+    assert code == 0
+    assert not out.startswith("the the")
+    assert "eval time =" in err
+
+
+def _one_line_error(code, err):
+    assert code != 0
+    assert "Traceback" not in err
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("llamacli: error:")
+
+
+def test_bad_inputs(capsys, tmp_path, tiny):
+    missing = tmp_path / "nope.gguf"
+    _one_line_error(*run(capsys, "-m", missing, "-p", "x")[::2])
+    text = tmp_path / "text.gguf"
+    text.write_text("hello, not a model")
+    _one_line_error(*run(capsys, "-m", text, "-p", "x")[::2])
+    truncated = tmp_path / "trunc.gguf"
+    truncated.write_bytes(tiny.read_bytes()[: tiny.stat().st_size // 2])
+    _one_line_error(*run(capsys, "-m", truncated, "-p", "x")[::2])
+    header_only = tmp_path / "head.gguf"
+    header_only.write_bytes(tiny.read_bytes()[:200])
+    _one_line_error(*run(capsys, "-m", header_only, "-p", "x")[::2])
+    _one_line_error(*run(capsys, "-m", tiny, "-p", "the " * 200, "-c", 64)[::2])
+    _one_line_error(*run(capsys, "-m", tiny, "-p", "x", "-t", 0)[::2])
+    code, _, err = run(capsys, "-m", tiny, "-p", "x", "--temp", "hot")
+    _one_line_error(code, err)
+
+
+def test_unsupported_architecture(capsys, tmp_path):
+    path = write_tiny_llama(tmp_path / "mamba.gguf", arch="mamba")
+    code, _, err = run(capsys, "-m", path, "-p", "x")
+    _one_line_error(code, err)
+    assert "mamba" in err and "llama" in err
+
+
+def test_escapes():
+    from llamacli.cli.run import process_escapes
+    assert process_escapes(r"a\nb\tc\\d\x41\q") == "a\nb\tc\\dA\\q"
