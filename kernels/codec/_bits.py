@@ -13,17 +13,17 @@ from numba import njit, prange
 F32 = np.float32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def f32_bits(f):
     return np.int64(np.float32(f).view(np.uint32))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bits_f32(u):
     return np.uint32(u).view(np.float32)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fp32_to_fp16(f):
     """ggml_compute_fp32_to_fp16 (ggml-impl.h, after Maratyszcza's FP16): round to nearest even;
     a NaN becomes 0x7E00 with its sign."""
@@ -44,7 +44,7 @@ def fp32_to_fp16(f):
     return ((sign >> 16) | nonsign) & 0xFFFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fp16_to_fp32(h):
     """ggml_compute_fp16_to_fp32 (ggml-impl.h): exact, subnormals and NaN payloads included."""
     w = np.int64(h) << 16
@@ -57,20 +57,20 @@ def fp16_to_fp32(h):
     return bits_f32(sign | f32_bits(normalized))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def load_fp16(row, off):
     """The little-endian fp16 at byte `off` of a uint8 row, as float32."""
     return fp16_to_fp32(np.int64(row[off]) | (np.int64(row[off + 1]) << 8))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def store_fp16(row, off, f):
     h = fp32_to_fp16(f)
     row[off] = h & 0xFF
     row[off + 1] = h >> 8
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def fp32_to_bf16(f):
     """ggml_compute_fp32_to_bf16: round to nearest even, NaN forced quiet, no flushing."""
     u = f32_bits(f)
@@ -79,7 +79,7 @@ def fp32_to_bf16(f):
     return ((u + (0x7FFF + ((u >> 16) & 1))) >> 16) & 0xFFFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def nearest_int(fval):
     """ggml's nearest_int (ggml-quants.c): the 1.5*2^23 trick, round half to even, |fval| < 2^22."""
     val = np.float32(fval) + np.float32(12582912.0)
@@ -87,7 +87,7 @@ def nearest_int(fval):
     return (i & 0x007FFFFF) - 0x00400000
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def c_f2i(v):
     """C's float -> int conversion as x86 does it (cvttss2si): truncation toward zero, and the
     "integer indefinite" INT_MIN for a NaN or a value outside int32. ggml hits the latter when a
@@ -97,13 +97,13 @@ def c_f2i(v):
     return np.int64(v)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def to_i8(i):
     """(int8_t) of an int: keep the low byte, signed."""
     return ((i & 0xFF) ^ 0x80) - 0x80
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def roundf(x):
     """C roundf: half away from zero, as a float32 (x - trunc(x) is exact below 2^23)."""
     if not (abs(x) < np.float32(8388608.0)):  # already an integer, an infinity or a NaN

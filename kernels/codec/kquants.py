@@ -250,7 +250,7 @@ def make_qx_quants_rmse1(n, nmax, x, L):
     return scale
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def get_scale_min_k4(j, q, off):
     """get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 bytes at q[off:]."""
     if j < 4:
@@ -261,7 +261,7 @@ def get_scale_min_k4(j, q, off):
     return d, m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pack_2bit(L, y, off):
     """qs[j/4 + l] = L[j+l] | L[j+l+32] << 2 | L[j+l+64] << 4 | L[j+l+96] << 6  (Q2_K, Q3_K)"""
     for j in range(0, QK_K, 128):
@@ -269,7 +269,7 @@ def _pack_2bit(L, y, off):
             y[off + j // 4 + l] = L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pack_scales_k4(scales, mins, max_scale, max_min, y, off):
     """Q4_K / Q5_K: 8 scales and mins as 6-bit fractions of the largest, packed in 12 bytes."""
     inv_scale = np.float32(63.0) / max_scale if max_scale > np.float32(0.0) else np.float32(0.0)
@@ -286,7 +286,7 @@ def _pack_scales_k4(scales, mins, max_scale, max_min, y, off):
             y[off + j] |= (lm >> 4) << 6
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _qkx2_block(x, L, nmax, rmin, rdelta, nstep, scales, mins, weights, Laux):
     """The sub-block loop of quantize_row_q4_K_ref / q5_K_ref: weights av_x + |x|."""
     max_scale = np.float32(0.0)
@@ -309,7 +309,7 @@ def _qkx2_block(x, L, nmax, rmin, rdelta, nstep, scales, mins, weights, Laux):
     return max_scale, max_min
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _requantize_k4(x, L, y, d_off, dmin_off, sc_off, nmax):
     """Q4_K / Q5_K: levels again from the rounded (fp16, 6-bit) scales and mins."""
     for j in range(QK_K // 32):
@@ -408,7 +408,7 @@ def _dequantize_q2_K(q, out):
 # -- Q3_K --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _q3_scale(y, j):
     """The 6-bit scale j of a Q3_K block, minus its bias of 32."""
     if j < 8:
