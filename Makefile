@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test test-fast clean
+.PHONY: install models run test clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,6 @@ run: install
 
 test: install models
 	$(BIN)/python -m pytest -q tests
-
-test-fast: install
-	$(BIN)/python -m pytest -q tests -m "not real"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
