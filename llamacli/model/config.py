@@ -71,8 +71,7 @@ def config_from_gguf(gf: GGUFFile) -> Config:
         raise LlamacliError(f"{gf.path}: {n_head} heads cannot be grouped over {n_head_kv} kv heads")
     head_dim = int(key("attention.key_length", n_embd // n_head))
     head_dim_v = int(key("attention.value_length", head_dim))
-    tokens = gf.fields.get("tokenizer.ggml.tokens")
-    n_vocab = int(key("vocab_size", len(tokens.data) if tokens is not None else 0))
+    n_vocab = int(key("vocab_size", gf.array_len("tokenizer.ggml.tokens") or 0))
     if n_vocab <= 0:
         raise LlamacliError(f"{gf.path}: vocabulary size unknown")
 

@@ -181,58 +181,15 @@ class Vocab:
         return tid
 
 
-# -- fast metadata arrays ----------------------------------------------------------------------
-# GGUFFile.strings/array touch every element as its own NumPy part (~1 s for Gemma's 262k
-# tokens). The elements of a GGUF array are contiguous in the mapped file, so they are read
-# here in one piece; anything unexpected falls back to the GGUFFile methods.
-
-
-def _base_offset(gf, part: np.ndarray) -> int:
-    return part.__array_interface__["data"][0] - gf.reader.data.__array_interface__["data"][0]
+# -- metadata arrays: GGUFFile reads them from the mapped file in one piece -----------------
 
 
 def read_strings(gf, key: str) -> list[str] | None:
-    """A string array as UTF-8 text (invalid bytes -> U+FFFD), like gf.strings but vectorised."""
-    f = gf.fields.get(key)
-    if f is None or not f.data:
-        return gf.strings(key)
-    try:
-        parts, data, n = f.parts, f.data, len(f.data)
-        lens = np.fromiter(map(len, map(parts.__getitem__, data)), dtype=np.int64, count=n)
-        start = _base_offset(gf, parts[data[0] - 1])       # the u64 length before string 0
-        step = lens + 8                                     # (u64 length, bytes) per string
-        hdr = np.zeros(n, dtype=np.int64)
-        np.cumsum(step[:-1], out=hdr[1:])
-        total = int(hdr[-1] + step[-1])
-        raw = np.array(gf.reader.data[start:start + total], dtype=np.uint8)
-        if int(raw[hdr[-1]:hdr[-1] + 8].view(np.uint64)[0]) != lens[-1]:
-            raise ValueError("layout")
-        # replace each 8-byte length by one 0xFF (never valid UTF-8) and split on it
-        keep = np.ones(total, dtype=bool)
-        keep[(hdr[:, None] + np.arange(8)).ravel()] = False
-        keep[hdr[1:]] = True
-        raw[hdr[1:]] = 0xFF
-        text = raw[keep].tobytes().decode("utf-8", "surrogateescape")
-        out = text.split("\udcff")
-        if len(out) != n or any("\udc80" <= c <= "\udcff" for c in set(text) if c != "\udcff"):
-            raise ValueError("invalid UTF-8 inside a token")
-        return out
-    except (ValueError, IndexError, AttributeError):
-        return gf.strings(key)
+    return gf.strings(key)
 
 
 def read_numbers(gf, key: str, dtype) -> np.ndarray | None:
-    f = gf.fields.get(key)
-    if f is None or not f.data or len(f.types) < 2:
-        return gf.array(key, dtype)
-    first = f.parts[f.data[0]]
-    try:
-        arr = np.frombuffer(gf.reader.data, dtype=first.dtype, count=len(f.data), offset=_base_offset(gf, first))
-        if arr[-1] != f.parts[f.data[-1]][0]:
-            raise ValueError("layout")
-    except (ValueError, IndexError, AttributeError):
-        return gf.array(key, dtype)
-    return arr.astype(dtype)
+    return gf.array(key, dtype)
 
 
 def load_vocab(gf) -> Vocab:
