@@ -1,5 +1,9 @@
 """The non-matmul operations of a transformer block, as ggml's CPU backend computes them.
 
+Only attention runs in parallel: the element-wise operations are a few microseconds at
+decode time, less than the cost of waking the thread pool (and much less when the machine is
+busy and a pool thread has to wait for a core).
+
 All work in place on preallocated float32 arrays shaped (T, ...) for T tokens; the KV cache
 holds fp16 bit patterns (uint16), as llama.cpp's default F16 cache does.
 """
@@ -17,12 +21,12 @@ from .dot.legacy import FASTMATH
 from .simd import fma32, hsum8, reduce8_hadd, v_expf
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def rms_norm(x, w, eps, out):
     """ggml_rms_norm then ggml_mul by the weight: the sum of squares in float64 (ggml_float),
     mean and scale in float32. x, out: (T, n); w: (n,)."""
     T, n = x.shape
-    for t in prange(T):
+    for t in range(T):
         s = 0.0
         for i in range(n):
             v = x[t, i] * x[t, i]
@@ -176,11 +180,11 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
             out[t, h * D + i] = dot_f16(s, cache_vt[g * D + i], n32, acc)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def swiglu(gate, up, out):
     """ggml_vec_swiglu_f32 (AVX2): silu(g) = g / (1 + ggml_v_expf(-g)), times up."""
     T, n = gate.shape
-    for t in prange(T):
+    for t in range(T):
         for i in range(n):
             g = gate[t, i]
             out[t, i] = (g / (np.float32(1.0) + v_expf(-g))) * up[t, i]
@@ -190,11 +194,11 @@ GELU_COEF_A = 0.044715
 SQRT_2_OVER_PI = 0.79788456080286535587989211986876
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def geglu(gate, up, out):
     """gelu(gate) * up with ggml's tanh approximation of GELU (ggml_geglu)."""
     T, n = gate.shape
-    for t in prange(T):
+    for t in range(T):
         for i in range(n):
             x = gate[t, i]
             g = np.float32(0.5) * x * (np.float32(1.0) + np.float32(

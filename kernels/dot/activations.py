@@ -5,7 +5,8 @@ Before an integer dot product ggml quantizes each activation row (``vec_dot_type
 * q8_1 (Q4_1, Q5_1 weights): as q8_0 plus ``s = d * sum(q)`` as fp16, for the weight's min;
 * q8_K (all k-quants): 256 values share a float32 ``d``, with the sums of each 16 (bsums).
 
-Each quantizer fills preallocated arrays (the per-token path allocates nothing):
+Each quantizer fills preallocated arrays (the per-token path allocates nothing); they run on one
+thread, as waking the pool costs more than quantizing one token's activations:
 ``q`` int8[T, n]; ``d`` float32[T, n/32 or n/256]; ``s`` float32[T, n/32] (q8_1);
 ``bsums`` int32[T, n/16] (q8_K). Stored scales are the float32 value of their fp16 form,
 which is what ggml's dot products read back.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-from numba import njit, prange
+from numba import njit
 
 from .fp16 import f16_round as _as_f16
 
@@ -43,12 +44,12 @@ def _q8_block(x, base, qk, q, sumq_only):
     return d, s
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_q8_0(x, q, d):
     """x float32[T, n] -> q int8[T, n], d float32[T, n/32] (fp16-rounded)."""
     T, n = x.shape
     nb = n // QK8_0
-    for t in prange(T):
+    for t in range(T):
         xt = x[t]
         qt = q[t]
         for b in range(nb):
@@ -56,12 +57,12 @@ def quantize_q8_0(x, q, d):
             d[t, b] = _as_f16(db)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_q8_1(x, q, d, s):
     """x float32[T, n] -> q int8[T, n], d and s float32[T, n/32] (both fp16-rounded)."""
     T, n = x.shape
     nb = n // QK8_1
-    for t in prange(T):
+    for t in range(T):
         xt = x[t]
         qt = q[t]
         for b in range(nb):
@@ -70,7 +71,7 @@ def quantize_q8_1(x, q, d, s):
             s[t, b] = _as_f16(np.float32(db * np.float32(sb)))
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def quantize_q8_K(x, q, d, bsums):
     """x float32[T, n] -> q int8[T, n], d float32[T, n/256], bsums int32[T, n/16].
 
@@ -78,7 +79,7 @@ def quantize_q8_K(x, q, d, bsums):
     magnitude, iscale = -127/max, nearest_int (ties to even), clamp at 127, d = 1/iscale."""
     T, n = x.shape
     nb = n // QK_K
-    for t in prange(T):
+    for t in range(T):
         xt = x[t]
         qt = q[t]
         for b in range(nb):
