@@ -114,3 +114,134 @@ def v_expf(x):
     return fma32(s2, j, s2) * s1
 
 
+
+
+# -- AVX2 block kernels ----------------------------------------------------------------------
+#
+# The integer part of a ggml dot product on x86 is two instructions a block: _mm256_maddubs_epi16
+# (u8 x s8 -> pairs summed to i16) and _mm256_madd_epi16 with ones (-> eight i32 lanes of four
+# products each). LLVM does not find them in scalar code, so these intrinsics emit them, then
+# convert the lanes to float and fuse-multiply-add them into eight float accumulators kept in
+# an array: exactly ggml's `acc = _mm256_fmadd_ps(d, q, acc)`.
+
+_I8x32 = ir.VectorType(ir.IntType(8), 32)
+_I8x16 = ir.VectorType(ir.IntType(8), 16)
+_I16x16 = ir.VectorType(ir.IntType(16), 16)
+_I32x8 = ir.VectorType(ir.IntType(32), 8)
+_F32x8 = ir.VectorType(ir.FloatType(), 8)
+
+
+def _ptr(context, builder, arrty, arr, off):
+    a = context.make_array(arrty)(context, builder, arr)
+    return builder.gep(a.data, [off])
+
+
+def _load(builder, ptr, vty):
+    return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=1)
+
+
+def _x86(builder, name, ret, args):
+    fn = builder.module.declare_intrinsic(name, fnty=ir.FunctionType(ret, [a.type for a in args]))
+    return builder.call(fn, args)
+
+
+def _splat(builder, value, vty):
+    undef = ir.Constant(vty, ir.Undefined)
+    v = builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(ir.IntType(32), vty.count), [0] * vty.count))
+
+
+ACC8 = types.UniTuple(types.float32, 8)
+
+
+def _tuple_to_vec(builder, tup):
+    v = ir.Constant(_F32x8, ir.Undefined)
+    for i in range(8):
+        v = builder.insert_element(v, builder.extract_value(tup, i), ir.Constant(ir.IntType(32), i))
+    return v
+
+
+def _vec_to_tuple(context, builder, vec):
+    out = context.get_constant_undef(ACC8)
+    for i in range(8):
+        out = builder.insert_value(out, builder.extract_element(vec, ir.Constant(ir.IntType(32), i)), i)
+    return out
+
+
+def _madd_fma(context, builder, ux, sy, dd, acc):
+    """fma(dd, float(madd(maddubs(ux, sy), 1)), acc) on eight lanes (mul_sum_us8_pairs_float and
+    _mm256_fmadd_ps). The accumulator travels as a tuple of eight floats, which LLVM keeps in one
+    vector register across the caller's loop."""
+    dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, sy])
+    ones = ir.Constant(_I16x16, [1] * 16)
+    lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ones])
+    f = builder.sitofp(lanes, _F32x8)
+    fma = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+    res = builder.call(fma, [_splat(builder, dd, _F32x8), f, _tuple_to_vec(builder, acc)])
+    return _vec_to_tuple(context, builder, res)
+
+
+def _signed_pairs(builder, x, y):
+    """mul_sum_i8_pairs_float's sign trick: |x| (unsigned) and y with x's sign."""
+    zero = ir.Constant(_I8x32, [0] * 32)
+    neg = builder.icmp_signed("<", x, zero)
+    ax = builder.select(neg, builder.sub(zero, x), x)
+    sy = builder.select(neg, builder.sub(zero, y), y)
+    return ax, sy
+
+
+def _nibbles32(builder, ptr):
+    """bytes_from_nibbles_32: 16 bytes -> low nibbles (values 0..15) then high nibbles (16..31)."""
+    x = _load(builder, ptr, _I8x16)
+    mask = ir.Constant(_I8x16, [15] * 16)
+    lo = builder.and_(x, mask)
+    hi = builder.and_(builder.lshr(x, ir.Constant(_I8x16, [4] * 16)), mask)
+    return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(ir.IntType(32), 32), list(range(32))))
+
+
+@intrinsic
+def block_q8(typingctx, acc, w, wo, q, qo, dd):
+    """acc + one Q8_0 block against q8_0: ggml_vec_dot_q8_0_q8_0's loop body (AVX2)."""
+    sig = ACC8(ACC8, w, wo, q, qo, types.float32)
+
+    def codegen(context, builder, signature, args):
+        x = _load(builder, _ptr(context, builder, signature.args[1], args[1], args[2]), _I8x32)
+        y = _load(builder, _ptr(context, builder, signature.args[3], args[3], args[4]), _I8x32)
+        ax, sy = _signed_pairs(builder, x, y)
+        return _madd_fma(context, builder, ax, sy, args[5], args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def block_q4(typingctx, acc, w, wo, q, qo, dd, signed):
+    """acc + one Q4 block (16 bytes of nibbles at w[wo]) against q8: Q4_1 (nibbles as they are,
+    u8 x s8) or Q4_0 (signed: nibbles - 8, then the sign trick)."""
+    sig = ACC8(ACC8, w, wo, q, qo, types.float32, types.boolean)
+
+    def codegen(context, builder, signature, args):
+        x = _nibbles32(builder, _ptr(context, builder, signature.args[1], args[1], args[2]))
+        y = _load(builder, _ptr(context, builder, signature.args[3], args[3], args[4]), _I8x32)
+        ax, sy = _signed_pairs(builder, builder.sub(x, ir.Constant(_I8x32, [8] * 32)), y)
+        return _madd_fma(context, builder, builder.select(args[6], ax, x), builder.select(args[6], sy, y),
+                         args[5], args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def block_q5(typingctx, acc, w, wo, qh, q, qo, dd, signed):
+    """acc + one Q5 block: nibbles at w[wo] with the fifth bits in qh (uint32). Q5_1 (values
+    0..31, u8 x s8) or Q5_0 (signed: value - 16, then the sign trick)."""
+    sig = ACC8(ACC8, w, wo, types.uint32, q, qo, types.float32, types.boolean)
+
+    def codegen(context, builder, signature, args):
+        x = _nibbles32(builder, _ptr(context, builder, signature.args[1], args[1], args[2]))
+        bits = builder.bitcast(args[3], ir.VectorType(ir.IntType(1), 32))
+        x = builder.or_(x, builder.select(bits, ir.Constant(_I8x32, [16] * 32), ir.Constant(_I8x32, [0] * 32)))
+        y = _load(builder, _ptr(context, builder, signature.args[4], args[4], args[5]), _I8x32)
+        ax, sy = _signed_pairs(builder, builder.sub(x, ir.Constant(_I8x32, [16] * 32)), y)
+        return _madd_fma(context, builder, builder.select(args[7], ax, x), builder.select(args[7], sy, y),
+                         args[6], args[0])
+
+    return sig, codegen

@@ -64,3 +64,23 @@ def test_activation_quantizers_match_twin():
         assert np.array_equal(act.d, d), kind
         if kind != "q8_0":
             assert np.array_equal(act.aux, aux), kind
+
+
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+def test_avx2_kernels_bit_identical_to_portable(name):
+    """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits."""
+    from llamacli.kernels.dot import legacy, matmul
+    if not matmul.HAS_AVX2:
+        pytest.fail("this machine kind has AVX2; the fast kernels must be exercised")
+    from llamacli.kernels.dot import legacy_avx2
+    qtype = T[name.upper()]
+    rng = np.random.default_rng(11)
+    rows = naive.random_rows(qtype, 37, 1024, rng)
+    x = (rng.standard_normal((3, 1024)) * 2).astype(np.float32)
+    act = Activation(DOTS[qtype].act, 1024, 3)
+    act.load(x)
+    a = np.zeros((3, 37), np.float32)
+    b = np.ones((3, 37), np.float32)
+    getattr(legacy, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
+    getattr(legacy_avx2, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
+    assert np.array_equal(a, b)

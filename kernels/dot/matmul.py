@@ -16,9 +16,19 @@ import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
+from llvmlite import binding as _llvm
+
 from . import activations as A
 from . import floats, kquants, legacy
 from .fp16 import round_to_f16
+
+# ggml's AVX2 instruction sequence where the CPU has it; the portable kernels (same bits) elsewhere
+_features = _llvm.get_host_cpu_features()
+HAS_AVX2 = bool(_features.get("avx2") and _features.get("fma"))
+if HAS_AVX2:
+    from . import legacy_avx2 as fast_legacy
+else:
+    fast_legacy = legacy
 
 QUANT_KINDS = ("q8_0", "q8_1", "q8_K")
 
@@ -34,11 +44,11 @@ DOTS: dict[T, DotKernel] = {
     T.F32: DotKernel("f32", floats.matmul_f32, np.float32),
     T.F16: DotKernel("f16", floats.matmul_f16, np.uint16),
     T.BF16: DotKernel("bf16", floats.matmul_bf16, np.uint16),
-    T.Q4_0: DotKernel("q8_0", legacy.matmul_q4_0),
-    T.Q4_1: DotKernel("q8_1", legacy.matmul_q4_1),
-    T.Q5_0: DotKernel("q8_0", legacy.matmul_q5_0),
-    T.Q5_1: DotKernel("q8_1", legacy.matmul_q5_1),
-    T.Q8_0: DotKernel("q8_0", legacy.matmul_q8_0),
+    T.Q4_0: DotKernel("q8_0", fast_legacy.matmul_q4_0),
+    T.Q4_1: DotKernel("q8_1", fast_legacy.matmul_q4_1),
+    T.Q5_0: DotKernel("q8_0", fast_legacy.matmul_q5_0),
+    T.Q5_1: DotKernel("q8_1", fast_legacy.matmul_q5_1),
+    T.Q8_0: DotKernel("q8_0", fast_legacy.matmul_q8_0),
     T.Q2_K: DotKernel("q8_K", kquants.matmul_q2_K),
     T.Q3_K: DotKernel("q8_K", kquants.matmul_q3_K),
     T.Q4_K: DotKernel("q8_K", kquants.matmul_q4_K),
