@@ -1,0 +1,386 @@
+"""Per-layer, per-operation timing of one decode step and one prefill batch.
+
+The engine is not changed: `Profiler` is a context manager that, while it is open, replaces
+the functions the graph calls (`ops.*` and `round_to_f16` in the transformer module, the
+model's `_embed`, and `load` / `matmul` of each of the model's `Activation` objects) with
+timing wrappers, and puts the originals back on exit. With profiling off the decode path is
+byte for byte the code that runs without it.
+
+Calls are mapped to layers without counting: a matmul is known by its weight rows (each
+`Linear` of each block is a distinct array), an RMSNorm by its weight vector (`attn_norm` of
+block i starts block i), and every other call belongs to the block whose norm ran last.
+What the wrappers cannot see (NumPy glue in the graph such as biases and the Gemma-3 q
+scale, `eval`'s checks, the wrappers' own cost) is reported as unattributed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import LlamacliError
+
+# display order of the operations
+OPS = ["embed", "rope_cache", "attn_norm", "act_quant", "q_proj", "k_proj", "v_proj", "qk_norm", "rope",
+       "store_kv", "q_to_f16", "attention", "o_proj", "post_attn_norm", "residual", "ffn_norm", "gate", "up",
+       "glu", "down", "post_ffn_norm", "output_norm", "output", "sampling"]
+
+# Linear field of a block -> op name
+_LINEAR_OPS = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
+               "w_gate": "gate", "w_up": "up", "w_down": "down"}
+_NORM_OPS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "post_attn_norm": "post_attn_norm",
+             "post_ffn_norm": "post_ffn_norm", "q_norm": "qk_norm", "k_norm": "qk_norm"}
+INPUT, SAMPLING = -1, -2  # pseudo layers; the output head is layer n_layer
+
+
+class Profiler:
+    """Open it around `model.eval`; `records` maps (layer, op) to [ns, calls, bytes, flops]."""
+
+    def __init__(self, model):
+        self.model = model
+        cfg, W = model.cfg, model.weights
+        self.n_layer = cfg.n_layer
+        self.by_rows: dict[int, tuple[int, str]] = {}  # id(weight rows) -> (layer, op)
+        self.by_norm: dict[int, tuple[int, str]] = {}  # id(norm weight) -> (layer, op)
+        for il, L in enumerate(W.layers):
+            for f, op in _LINEAR_OPS.items():
+                self.by_rows[id(getattr(L, f).rows)] = (il, op)
+            for f, op in _NORM_OPS.items():
+                v = getattr(L, f)
+                if v is not None:
+                    self.by_norm[id(v)] = (il, op)
+        self.by_rows[id(W.output.rows)] = (cfg.n_layer, "output")
+        self.by_norm[id(W.output_norm)] = (cfg.n_layer, "output_norm")
+        self.records: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        self.layer = INPUT
+        self._saved: list = []
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def add(self, layer: int, op: str, ns: int, nbytes: int = 0, flops: int = 0) -> None:
+        r = self.records[(layer, op)]
+        r[0] += ns
+        r[1] += 1
+        r[2] += nbytes
+        r[3] += flops
+
+    def clear(self) -> None:
+        self.records.clear()
+        self.layer = INPUT
+
+    # -- the wrappers ---------------------------------------------------------------------------
+
+    def _patch(self, obj, name: str, new, instance: bool = False) -> None:
+        self._saved.append((obj, name, getattr(obj, name), instance))
+        setattr(obj, name, new)
+
+    def __enter__(self) -> "Profiler":
+        from .kernels import ops
+        from .model import transformer
+
+        clock = time.perf_counter_ns
+        add = self.add
+        by_norm, by_rows = self.by_norm, self.by_rows
+        prof = self
+
+        def simple(fn, op, layer=None):
+            def w(*a):
+                t0 = clock()
+                r = fn(*a)
+                add(prof.layer if layer is None else layer, op, clock() - t0)
+                return r
+            return w
+
+        def norm(fn):
+            def w(x, wt, *a):
+                t0 = clock()
+                r = fn(x, wt, *a)
+                dt = clock() - t0
+                key = by_norm.get(id(wt))
+                if key is None:
+                    add(prof.layer, "rms_norm", dt)
+                else:
+                    if key[1] == "attn_norm" or key[1] == "output_norm":
+                        prof.layer = key[0]
+                    add(key[0], key[1], dt)
+                return r
+            return w
+
+        def attention(fn):
+            def w(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out):
+                t0 = clock()
+                r = fn(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out)
+                dt = clock() - t0
+                T, n_head, hd = q.shape
+                p0 = int(pos[0])
+                if window:
+                    vis = int(np.minimum(pos[:T] + 1, window).sum())
+                else:
+                    vis = T * p0 + T * (T + 1) // 2  # query t sees p0 + t + 1 keys
+                hd_v = out.shape[1] // n_head
+                kv_bytes = n_kv * (ck.shape[1] + cvt.shape[0]) * ck.itemsize
+                add(prof.layer, "attention", dt, kv_bytes, 2 * n_head * (hd + hd_v) * vis)
+                return r
+            return w
+
+        def act_load(fn):
+            def w(x):
+                t0 = clock()
+                r = fn(x)
+                add(prof.layer, "act_quant", clock() - t0)
+                return r
+            return w
+
+        def act_matmul(fn, act):
+            def w(dot, rows, out):
+                t0 = clock()
+                r = fn(dot, rows, out)
+                dt = clock() - t0
+                layer, op = by_rows.get(id(rows), (prof.layer, "matmul"))
+                n_out = rows.shape[0]
+                add(layer, op, dt, rows.nbytes, 2 * act.n * n_out * act.t)
+                return r
+            return w
+
+        for name in ("rope", "store_kv", "swiglu", "geglu", "add_inplace"):
+            op = {"swiglu": "glu", "geglu": "glu", "add_inplace": "residual"}.get(name, name)
+            self._patch(ops, name, simple(getattr(ops, name), op))
+        self._patch(ops, "rope_cache", simple(ops.rope_cache, "rope_cache", INPUT))
+        self._patch(ops, "rms_norm", norm(ops.rms_norm))
+        self._patch(ops, "rms_norm_heads", norm(ops.rms_norm_heads))
+        self._patch(ops, "attention", attention(ops.attention))
+        self._patch(transformer, "round_to_f16", simple(transformer.round_to_f16, "q_to_f16"))
+        m = self.model
+        self._patch(m, "_embed", simple(m._embed, "embed", INPUT), instance=True)
+        for act in m.state.acts.values():
+            self._patch(act, "load", act_load(act.load), instance=True)
+            self._patch(act, "matmul", act_matmul(act.matmul, act), instance=True)
+        self.layer = INPUT
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._saved:
+            obj, name, orig, instance = self._saved.pop()
+            if instance:
+                delattr(obj, name)  # the bound method of the class shows through again
+            else:
+                setattr(obj, name, orig)
+
+
+# -- the report -------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    name: str
+    ms: float
+    share: float  # of the measured step
+    calls: float = 0.0  # per step
+    bytes: float = 0.0  # weights (or KV cache) read per step
+    flops: float = 0.0
+
+    @property
+    def gb_s(self) -> float:
+        return self.bytes / (self.ms * 1e6) if self.ms > 0 else 0.0
+
+    @property
+    def gflop_s(self) -> float:
+        return self.flops / (self.ms * 1e6) if self.ms > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "ms": round(self.ms, 6), "share": round(self.share, 6),
+                "calls": self.calls, "bytes": int(self.bytes), "flops": int(self.flops),
+                "gb_s": round(self.gb_s, 4), "gflop_s": round(self.gflop_s, 4)}
+
+
+@dataclass
+class StepProfile:
+    kind: str  # "decode" or "prefill"
+    n_tokens: int  # tokens in the step
+    n_past: int  # context depth before the step
+    reps: int
+    step_ms: float  # measured wall time of the step (mean over reps)
+    layers: list[Row] = field(default_factory=list)  # input, blk.0 .. blk.N-1, output, [sampling]
+    ops: list[Row] = field(default_factory=list)
+
+    @property
+    def attributed_ms(self) -> float:
+        return sum(r.ms for r in self.layers)
+
+    @property
+    def unattributed_ms(self) -> float:
+        return self.step_ms - self.attributed_ms
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "n_tokens": self.n_tokens, "n_past": self.n_past, "reps": self.reps,
+                "step_ms": round(self.step_ms, 6), "attributed_ms": round(self.attributed_ms, 6),
+                "unattributed_ms": round(self.unattributed_ms, 6),
+                "unattributed_share": round(self.unattributed_ms / self.step_ms, 6) if self.step_ms else 0.0,
+                "layers": [r.as_dict() for r in self.layers], "ops": [r.as_dict() for r in self.ops]}
+
+
+def _layer_name(layer: int, n_layer: int) -> str:
+    if layer == INPUT:
+        return "input"
+    if layer == SAMPLING:
+        return "sampling"
+    return "output" if layer == n_layer else f"blk.{layer}"
+
+
+def summarize(records: dict, n_layer: int, kind: str, n_tokens: int, n_past: int, reps: int,
+              step_ns: float) -> StepProfile:
+    """Records summed over `reps` steps -> per-step rows by layer and by op."""
+    step_ms = step_ns / reps / 1e6
+    by_layer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    by_op: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for (layer, op), vals in records.items():
+        for acc in (by_layer[layer], by_op[op]):
+            for i in range(4):
+                acc[i] += vals[i]
+
+    def row(name, v):
+        ms = v[0] / reps / 1e6
+        return Row(name, ms, ms / step_ms if step_ms else 0.0, v[1] / reps, v[2] / reps, v[3] / reps)
+
+    order = [INPUT, *range(n_layer), n_layer, SAMPLING]
+    layers = [row(_layer_name(i, n_layer), by_layer[i]) for i in order if i in by_layer or 0 <= i < n_layer]
+    rank = {op: i for i, op in enumerate(OPS)}
+    ops_ = [row(op, by_op[op]) for op in sorted(by_op, key=lambda o: rank.get(o, len(OPS)))]
+    return StepProfile(kind, n_tokens, n_past, reps, step_ms, layers, ops_)
+
+
+@dataclass
+class ProfileReport:
+    model: str
+    model_type: str
+    n_threads: int
+    decode: StepProfile
+    prefill: StepProfile
+
+    def as_dict(self) -> dict:
+        return {"model_filename": self.model, "model_type": self.model_type, "n_threads": self.n_threads,
+                "decode": self.decode.as_dict(), "prefill": self.prefill.as_dict()}
+
+
+def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int = 512, reps: int = 5,
+                  progress=None) -> ProfileReport:
+    """Profile one prefill micro-batch of min(n_prompt, n_ubatch) random tokens at depth 0, and
+    decode steps (eval of one token, then the default sampler chain) after that prompt.
+    Each is run once unprofiled first (compilation, caches), then `reps` times profiled."""
+    from .bench import GlibcRand, model_info
+    from .model.transformer import load_model
+    from .sampling import Sampler, SamplerParams
+
+    if n_prompt < 1:
+        raise LlamacliError(f"--per-layer needs a prompt of at least 1 token (-p), got {n_prompt}")
+    if reps < 1:
+        raise LlamacliError(f"-r must be at least 1, got {reps}")
+    T = min(n_prompt, n_ubatch)
+    m = load_model(path, n_ctx=T + reps + 1, n_batch=T, n_threads=n_threads)
+    info = model_info(m, str(path))
+    rand = GlibcRand(1)
+    n_vocab = m.cfg.n_vocab
+    batch = [rand() % n_vocab for _ in range(T)]
+    sampler = Sampler(SamplerParams(seed=1), n_vocab)
+    say = progress or (lambda s: None)
+    clock = time.perf_counter_ns
+
+    say("warm-up")
+    m.state.reset()
+    m.eval(batch, want="last")
+    sampler.sample(m.eval([batch[0]], want="last")[0])
+
+    prof = Profiler(m)
+    # prefill: the same batch at depth 0, reps times
+    total = 0
+    for i in range(reps):
+        say(f"prefill {i + 1}/{reps}")
+        m.state.reset()
+        with prof:
+            t0 = clock()
+            m.eval(batch, want="last")
+            total += clock() - t0
+    prefill = summarize(prof.records, m.cfg.n_layer, "prefill", T, 0, reps, total)
+
+    # decode: one token at a time after the prompt, each step followed by sampling
+    prof.clear()
+    m.state.reset()
+    logits = m.eval(batch, want="last")
+    tok = sampler.sample(logits[0])
+    total = 0
+    for i in range(reps):
+        say(f"decode {i + 1}/{reps}")
+        with prof:
+            t0 = clock()
+            logits = m.eval([tok], want="last")
+            t1 = clock()
+            tok = sampler.sample(logits[0])
+            t2 = clock()
+            total += t2 - t0
+        prof.add(SAMPLING, "sampling", t2 - t1)
+    decode = summarize(prof.records, m.cfg.n_layer, "decode", 1, T, reps, total)
+    return ProfileReport(str(path), info.model_type, m.n_threads, decode, prefill)
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def _bar(share: float, width: int = 30) -> str:
+    cells = max(0.0, min(1.0, share)) * width
+    full = int(cells)
+    parts = " ▏▎▍▌▋▊▉"
+    frac = parts[int((cells - full) * 8)] if full < width else ""
+    return ("█" * full + frac).rstrip()
+
+
+def _fmt_rows(rows: list[Row], step: StepProfile, bars: bool) -> list[list[str]]:
+    out = []
+    for r in rows:
+        cells = [r.name, f"{r.ms:.3f}", f"{100 * r.share:.1f}%",
+                 f"{r.gb_s:.2f}" if r.bytes else "", f"{r.gflop_s:.2f}" if r.flops else ""]
+        if bars:
+            cells.append(_bar(r.share))
+        out.append(cells)
+    un = step.unattributed_ms
+    tail = [["unattributed", f"{un:.3f}", f"{100 * un / step.step_ms:.1f}%", "", ""],
+            ["measured step", f"{step.step_ms:.3f}", "100.0%", "", ""]]
+    if bars:
+        tail[0].append(_bar(un / step.step_ms))
+        tail[1].append("")
+    return out + tail
+
+
+def render_step(step: StepProfile, bars: bool = True) -> str:
+    from .bench import md_table
+
+    title = (f"{step.kind}: {step.n_tokens} token{'s' if step.n_tokens != 1 else ''} at depth {step.n_past}, "
+             f"mean of {step.reps} step{'s' if step.reps != 1 else ''}, {step.step_ms:.3f} ms")
+    cols = ["", "ms", "share", "GB/s", "GFLOP/s"] + (["share of the step"] if bars else [])
+    left = {0, 5}
+    by_op = md_table(["op"] + cols[1:], _fmt_rows(step.ops, step, bars), left)
+    by_layer = md_table(["layer"] + cols[1:], _fmt_rows(step.layers, step, bars), left)
+    return f"### {title}\n\nby operation\n\n{by_op}\nby layer\n\n{by_layer}"
+
+
+def render_report(rep: ProfileReport, fmt: str = "md", bars: bool = True) -> str:
+    import json
+
+    if fmt == "json":
+        return json.dumps(rep.as_dict(), indent=2) + "\n"
+    if fmt == "jsonl":
+        return json.dumps(rep.as_dict()) + "\n"
+    if fmt == "csv":
+        lines = ["step,kind,name,ms,share,calls,bytes,flops,gb_s,gflop_s"]
+        for step in (rep.decode, rep.prefill):
+            for kind, rows in (("op", step.ops), ("layer", step.layers)):
+                for r in rows:
+                    d = r.as_dict()
+                    lines.append(",".join(str(x) for x in (step.kind, kind, r.name, d["ms"], d["share"], d["calls"],
+                                                            d["bytes"], d["flops"], d["gb_s"], d["gflop_s"])))
+            lines.append(f"{step.kind},total,unattributed,{step.unattributed_ms:.6f},"
+                         f"{step.unattributed_ms / step.step_ms:.6f},,,,,")
+            lines.append(f"{step.kind},total,step,{step.step_ms:.6f},1.0,,,,,")
+        return "\n".join(lines) + "\n"
+    head = f"## {rep.model_type} ({rep.model}), {rep.n_threads} thread{'s' if rep.n_threads != 1 else ''}\n\n"
+    return head + render_step(rep.decode, bars) + "\n" + render_step(rep.prefill, bars)
