@@ -126,10 +126,10 @@ def first_nonfinite_row(u):
     n, m = u.shape
     bad = np.zeros(n, dtype=np.uint8)
     for r in prange(n):
+        e = np.uint32(0)  # the largest exponent field of the row (a max reduction vectorises)
         for j in range(m):
-            if (u[r, j] & 0x7F800000) == 0x7F800000:
-                bad[r] = 1
-                break
+            e = max(e, u[r, j] & np.uint32(0x7F800000))
+        bad[r] = e == 0x7F800000
     for r in range(n):
         if bad[r]:
             return r
@@ -144,16 +144,12 @@ def first_bad_fp16_field(q, type_size, off0, off1):
     nb = rb // type_size
     bad = np.zeros(n, dtype=np.uint8)
     for r in prange(n):
+        e = np.uint8(0)  # the largest exponent field (high byte & 0x7C) of the row's scales
         for b in range(nb):
-            o = b * type_size + off0
-            if (q[r, o + 1] & 0x7C) == 0x7C:
-                bad[r] = 1
-                break
+            e = max(e, q[r, b * type_size + off0 + 1] & np.uint8(0x7C))
             if off1 >= 0:
-                o = b * type_size + off1
-                if (q[r, o + 1] & 0x7C) == 0x7C:
-                    bad[r] = 1
-                    break
+                e = max(e, q[r, b * type_size + off1 + 1] & np.uint8(0x7C))
+        bad[r] = e == 0x7C
     for r in range(n):
         if bad[r]:
             return r

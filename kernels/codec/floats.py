@@ -40,10 +40,10 @@ def _first_bad_f16(q):
     n, m = q.shape
     bad = np.zeros(n, dtype=np.uint8)
     for r in prange(n):
+        e = np.uint16(0)  # the largest exponent field of the row (a max reduction vectorises)
         for j in range(m):
-            if (q[r, j] & 0x7C00) == 0x7C00:
-                bad[r] = 1
-                break
+            e = max(e, q[r, j] & np.uint16(0x7C00))
+        bad[r] = e == 0x7C00
     for r in range(n):
         if bad[r]:
             return r
@@ -76,10 +76,10 @@ def _first_bad_bf16(q):
     n, m = q.shape
     bad = np.zeros(n, dtype=np.uint8)
     for r in prange(n):
+        a = np.uint16(0)
         for j in range(m):
-            if (q[r, j] & 0x7FFF) >= 0x7F80:
-                bad[r] = 1
-                break
+            a = max(a, q[r, j] & np.uint16(0x7FFF))
+        bad[r] = a >= 0x7F80
     for r in range(n):
         if bad[r]:
             return r

@@ -90,12 +90,6 @@ class ScannedGGUF:
             pos += n
             return s
 
-        def skip_string():
-            nonlocal pos
-            n = unpack("<Q")
-            need(n)
-            pos += n
-
         self.version = unpack("<I")
         if self.version not in (2, 3):
             raise ValueError(f"unsupported GGUF version {self.version}")
@@ -111,9 +105,16 @@ class ScannedGGUF:
             elif vtype == V.ARRAY:
                 etype = V(unpack("<I"))
                 count = unpack("<Q")
-                if etype == V.STRING:
+                if etype == V.STRING:  # walk the lengths without decoding (the vocabulary)
+                    u64 = struct.Struct("<Q").unpack_from
+                    p = pos
                     for _ in range(count):
-                        skip_string()
+                        if p + 8 > size:
+                            raise _Truncated(f"string array '{key}' runs past the end")
+                        p += 8 + u64(buf, p)[0]
+                    if p > size:
+                        raise _Truncated(f"string array '{key}' runs past the end")
+                    pos = p
                     value = None
                 elif etype == V.ARRAY:
                     raise ValueError(f"nested arrays in key '{key}'")
