@@ -26,18 +26,21 @@ from .errors import LlamacliError
 # display order of the operations
 OPS = ["embed", "rope_cache", "attn_norm", "act_quant", "q_proj", "k_proj", "v_proj", "qk_norm", "rope",
        "store_kv", "q_to_f16", "attention", "o_proj", "post_attn_norm", "residual", "ffn_norm", "gate", "up",
-       "glu", "down", "post_ffn_norm", "output_norm", "output", "sampling"]
+       "glu", "down", "post_ffn_norm", "output_norm", "output", "sampling", "profiler"]
 
 # Linear field of a block -> op name
 _LINEAR_OPS = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
                "w_gate": "gate", "w_up": "up", "w_down": "down"}
 _NORM_OPS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "post_attn_norm": "post_attn_norm",
              "post_ffn_norm": "post_ffn_norm", "q_norm": "qk_norm", "k_norm": "qk_norm"}
-INPUT, SAMPLING = -1, -2  # pseudo layers; the output head is layer n_layer
+INPUT, SAMPLING, PROFILER = -1, -2, -3  # pseudo layers; the output head is layer n_layer
 
 
 class Profiler:
-    """Open it around `model.eval`; `records` maps (layer, op) to [ns, calls, bytes, flops]."""
+    """Open it around `model.eval`; `records` maps (layer, op) to [ns, calls, bytes, flops].
+
+    Each wrapped call appends one tuple to a list and little else, so that the wrappers' own
+    cost stays small against the work they time."""
 
     def __init__(self, model):
         self.model = model
@@ -54,24 +57,95 @@ class Profiler:
                     self.by_norm[id(v)] = (il, op)
         self.by_rows[id(W.output.rows)] = (cfg.n_layer, "output")
         self.by_norm[id(W.output_norm)] = (cfg.n_layer, "output_norm")
-        self.records: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-        self.layer = INPUT
+        self.log: list[tuple] = []  # (layer, op, ns, bytes, flops), one per wrapped call
+        self.cur = [INPUT]  # the block whose norm ran last
         self._saved: list = []
 
     # -- bookkeeping ------------------------------------------------------------------------
 
     def add(self, layer: int, op: str, ns: int, nbytes: int = 0, flops: int = 0) -> None:
-        r = self.records[(layer, op)]
-        r[0] += ns
-        r[1] += 1
-        r[2] += nbytes
-        r[3] += flops
+        self.log.append((layer, op, ns, nbytes, flops))
 
     def clear(self) -> None:
-        self.records.clear()
-        self.layer = INPUT
+        self.log.clear()
+        self.cur[0] = INPUT
+
+    @property
+    def records(self) -> dict[tuple[int, str], list[int]]:
+        out: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+        for layer, op, ns, nb, fl in self.log:
+            r = out[(layer, op)]
+            r[0] += ns
+            r[1] += 1
+            r[2] += nb
+            r[3] += fl
+        return out
 
     # -- the wrappers ---------------------------------------------------------------------------
+
+    def _simple(self, fn, op, layer=None):
+        clock, log, cur = time.perf_counter_ns, self.log, self.cur
+
+        if layer is None:
+            def w(*a):
+                t0 = clock()
+                r = fn(*a)
+                log.append((cur[0], op, clock() - t0, 0, 0))
+                return r
+        else:
+            def w(*a):
+                t0 = clock()
+                r = fn(*a)
+                log.append((layer, op, clock() - t0, 0, 0))
+                return r
+        return w
+
+    def _norm(self, fn):
+        clock, log, cur, by_norm = time.perf_counter_ns, self.log, self.cur, self.by_norm
+
+        def w(x, wt, *a):
+            t0 = clock()
+            r = fn(x, wt, *a)
+            dt = clock() - t0
+            key = by_norm.get(id(wt))
+            if key is None:
+                log.append((cur[0], "rms_norm", dt, 0, 0))
+            else:
+                if key[1] == "attn_norm" or key[1] == "output_norm":
+                    cur[0] = key[0]  # a block (or the head) starts with its norm
+                log.append((key[0], key[1], dt, 0, 0))
+            return r
+        return w
+
+    def _attention(self, fn):
+        clock, log, cur = time.perf_counter_ns, self.log, self.cur
+
+        def w(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out):
+            t0 = clock()
+            r = fn(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out)
+            dt = clock() - t0
+            T, n_head, hd = q.shape
+            if window:
+                vis = int(np.minimum(pos[:T] + 1, window).sum())
+            else:
+                vis = T * int(pos[0]) + T * (T + 1) // 2  # query t sees p0 + t + 1 keys
+            hd_v = out.shape[1] // n_head
+            kv_bytes = n_kv * (ck.shape[1] + cvt.shape[0]) * ck.itemsize  # the fp16 K and V read
+            log.append((cur[0], "attention", dt, kv_bytes, 2 * n_head * (hd + hd_v) * vis))
+            return r
+        return w
+
+    def _act_matmul(self, fn, act):
+        clock, log, cur, by_rows = time.perf_counter_ns, self.log, self.cur, self.by_rows
+
+        def w(dot, rows, out):
+            t0 = clock()
+            r = fn(dot, rows, out)
+            dt = clock() - t0
+            layer, op = by_rows.get(id(rows)) or (cur[0], "matmul")
+            log.append((layer, op, dt, rows.nbytes, 2 * act.n * rows.shape[0] * act.t))
+            return r
+        return w
 
     def _patch(self, obj, name: str, new, instance: bool = False) -> None:
         self._saved.append((obj, name, getattr(obj, name), instance))
@@ -81,84 +155,20 @@ class Profiler:
         from .kernels import ops
         from .model import transformer
 
-        clock = time.perf_counter_ns
-        add = self.add
-        by_norm, by_rows = self.by_norm, self.by_rows
-        prof = self
-
-        def simple(fn, op, layer=None):
-            def w(*a):
-                t0 = clock()
-                r = fn(*a)
-                add(prof.layer if layer is None else layer, op, clock() - t0)
-                return r
-            return w
-
-        def norm(fn):
-            def w(x, wt, *a):
-                t0 = clock()
-                r = fn(x, wt, *a)
-                dt = clock() - t0
-                key = by_norm.get(id(wt))
-                if key is None:
-                    add(prof.layer, "rms_norm", dt)
-                else:
-                    if key[1] == "attn_norm" or key[1] == "output_norm":
-                        prof.layer = key[0]
-                    add(key[0], key[1], dt)
-                return r
-            return w
-
-        def attention(fn):
-            def w(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out):
-                t0 = clock()
-                r = fn(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out)
-                dt = clock() - t0
-                T, n_head, hd = q.shape
-                p0 = int(pos[0])
-                if window:
-                    vis = int(np.minimum(pos[:T] + 1, window).sum())
-                else:
-                    vis = T * p0 + T * (T + 1) // 2  # query t sees p0 + t + 1 keys
-                hd_v = out.shape[1] // n_head
-                kv_bytes = n_kv * (ck.shape[1] + cvt.shape[0]) * ck.itemsize
-                add(prof.layer, "attention", dt, kv_bytes, 2 * n_head * (hd + hd_v) * vis)
-                return r
-            return w
-
-        def act_load(fn):
-            def w(x):
-                t0 = clock()
-                r = fn(x)
-                add(prof.layer, "act_quant", clock() - t0)
-                return r
-            return w
-
-        def act_matmul(fn, act):
-            def w(dot, rows, out):
-                t0 = clock()
-                r = fn(dot, rows, out)
-                dt = clock() - t0
-                layer, op = by_rows.get(id(rows), (prof.layer, "matmul"))
-                n_out = rows.shape[0]
-                add(layer, op, dt, rows.nbytes, 2 * act.n * n_out * act.t)
-                return r
-            return w
-
         for name in ("rope", "store_kv", "swiglu", "geglu", "add_inplace"):
             op = {"swiglu": "glu", "geglu": "glu", "add_inplace": "residual"}.get(name, name)
-            self._patch(ops, name, simple(getattr(ops, name), op))
-        self._patch(ops, "rope_cache", simple(ops.rope_cache, "rope_cache", INPUT))
-        self._patch(ops, "rms_norm", norm(ops.rms_norm))
-        self._patch(ops, "rms_norm_heads", norm(ops.rms_norm_heads))
-        self._patch(ops, "attention", attention(ops.attention))
-        self._patch(transformer, "round_to_f16", simple(transformer.round_to_f16, "q_to_f16"))
+            self._patch(ops, name, self._simple(getattr(ops, name), op))
+        self._patch(ops, "rope_cache", self._simple(ops.rope_cache, "rope_cache", INPUT))
+        self._patch(ops, "rms_norm", self._norm(ops.rms_norm))
+        self._patch(ops, "rms_norm_heads", self._norm(ops.rms_norm_heads))
+        self._patch(ops, "attention", self._attention(ops.attention))
+        self._patch(transformer, "round_to_f16", self._simple(transformer.round_to_f16, "q_to_f16"))
         m = self.model
-        self._patch(m, "_embed", simple(m._embed, "embed", INPUT), instance=True)
+        self._patch(m, "_embed", self._simple(m._embed, "embed", INPUT), instance=True)
         for act in m.state.acts.values():
-            self._patch(act, "load", act_load(act.load), instance=True)
-            self._patch(act, "matmul", act_matmul(act.matmul, act), instance=True)
-        self.layer = INPUT
+            self._patch(act, "load", self._simple(act.load, "act_quant"), instance=True)
+            self._patch(act, "matmul", self._act_matmul(act.matmul, act), instance=True)
+        self.cur[0] = INPUT
         return self
 
     def __exit__(self, *exc) -> None:
@@ -201,9 +211,10 @@ class StepProfile:
     n_tokens: int  # tokens in the step
     n_past: int  # context depth before the step
     reps: int
-    step_ms: float  # measured wall time of the step (mean over reps)
-    layers: list[Row] = field(default_factory=list)  # input, blk.0 .. blk.N-1, output, [sampling]
-    ops: list[Row] = field(default_factory=list)
+    step_ms: float  # measured wall time of the profiled step (mean over reps)
+    plain_ms: float  # the same step without the profiler (mean over reps)
+    layers: list[Row] = field(default_factory=list)  # input, blk.0 .. blk.N-1, output, [sampling], profiler
+    ops: list[Row] = field(default_factory=list)  # the same time, split by operation
 
     @property
     def attributed_ms(self) -> float:
@@ -211,12 +222,12 @@ class StepProfile:
 
     @property
     def unattributed_ms(self) -> float:
-        return self.step_ms - self.attributed_ms
+        return max(0.0, self.step_ms - self.attributed_ms)  # the rows are timed inside the step
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "n_tokens": self.n_tokens, "n_past": self.n_past, "reps": self.reps,
-                "step_ms": round(self.step_ms, 6), "attributed_ms": round(self.attributed_ms, 6),
-                "unattributed_ms": round(self.unattributed_ms, 6),
+                "step_ms": round(self.step_ms, 6), "unprofiled_step_ms": round(self.plain_ms, 6),
+                "attributed_ms": round(self.attributed_ms, 6), "unattributed_ms": round(self.unattributed_ms, 6),
                 "unattributed_share": round(self.unattributed_ms / self.step_ms, 6) if self.step_ms else 0.0,
                 "layers": [r.as_dict() for r in self.layers], "ops": [r.as_dict() for r in self.ops]}
 
@@ -226,13 +237,20 @@ def _layer_name(layer: int, n_layer: int) -> str:
         return "input"
     if layer == SAMPLING:
         return "sampling"
+    if layer == PROFILER:
+        return "profiler"
     return "output" if layer == n_layer else f"blk.{layer}"
 
 
 def summarize(records: dict, n_layer: int, kind: str, n_tokens: int, n_past: int, reps: int,
-              step_ns: float) -> StepProfile:
+              step_ns: float, plain_ns: float = 0.0) -> StepProfile:
     """Records summed over `reps` steps -> per-step rows by layer and by op."""
     step_ms = step_ns / reps / 1e6
+    records = dict(records)
+    attributed = sum(v[0] for v in records.values())
+    if plain_ns:  # the profiler's own cost: profiled minus unprofiled, within what is left
+        cost = min(max(0.0, step_ns - plain_ns), max(0.0, step_ns - attributed))
+        records[(PROFILER, "profiler")] = [cost, 0, 0, 0]
     by_layer: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     by_op: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for (layer, op), vals in records.items():
@@ -244,11 +262,11 @@ def summarize(records: dict, n_layer: int, kind: str, n_tokens: int, n_past: int
         ms = v[0] / reps / 1e6
         return Row(name, ms, ms / step_ms if step_ms else 0.0, v[1] / reps, v[2] / reps, v[3] / reps)
 
-    order = [INPUT, *range(n_layer), n_layer, SAMPLING]
+    order = [INPUT, *range(n_layer), n_layer, SAMPLING, PROFILER]
     layers = [row(_layer_name(i, n_layer), by_layer[i]) for i in order if i in by_layer or 0 <= i < n_layer]
     rank = {op: i for i, op in enumerate(OPS)}
     ops_ = [row(op, by_op[op]) for op in sorted(by_op, key=lambda o: rank.get(o, len(OPS)))]
-    return StepProfile(kind, n_tokens, n_past, reps, step_ms, layers, ops_)
+    return StepProfile(kind, n_tokens, n_past, reps, step_ms, plain_ns / reps / 1e6, layers, ops_)
 
 
 @dataclass
@@ -268,7 +286,11 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
                   progress=None) -> ProfileReport:
     """Profile one prefill micro-batch of min(n_prompt, n_ubatch) random tokens at depth 0, and
     decode steps (eval of one token, then the default sampler chain) after that prompt.
-    Each is run once unprofiled first (compilation, caches), then `reps` times profiled."""
+
+    Each step runs once unprofiled first (compilation, caches), then `reps` times without the
+    profiler (the reference step time) and `reps` times with it. The difference of the two
+    means is the wrappers' own cost, shown as the row 'profiler'; what remains is the graph's
+    NumPy glue, reported as unattributed."""
     from .bench import GlibcRand, model_info
     from .model.transformer import load_model
     from .sampling import Sampler, SamplerParams
@@ -278,7 +300,7 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
     if reps < 1:
         raise LlamacliError(f"-r must be at least 1, got {reps}")
     T = min(n_prompt, n_ubatch)
-    m = load_model(path, n_ctx=T + reps + 1, n_batch=T, n_threads=n_threads)
+    m = load_model(path, n_ctx=T + 2 * reps + 1, n_batch=T, n_threads=n_threads)
     info = model_info(m, str(path))
     rand = GlibcRand(1)
     n_vocab = m.cfg.n_vocab
@@ -286,14 +308,21 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
     sampler = Sampler(SamplerParams(seed=1), n_vocab)
     say = progress or (lambda s: None)
     clock = time.perf_counter_ns
+    prof = Profiler(m)
 
     say("warm-up")
     m.state.reset()
     m.eval(batch, want="last")
     sampler.sample(m.eval([batch[0]], want="last")[0])
 
-    prof = Profiler(m)
-    # prefill: the same batch at depth 0, reps times
+    # prefill: the same batch at depth 0
+    plain = 0
+    for i in range(reps):
+        say(f"prefill {i + 1}/{reps} (unprofiled)")
+        m.state.reset()
+        t0 = clock()
+        m.eval(batch, want="last")
+        plain += clock() - t0
     total = 0
     for i in range(reps):
         say(f"prefill {i + 1}/{reps}")
@@ -302,13 +331,19 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
             t0 = clock()
             m.eval(batch, want="last")
             total += clock() - t0
-    prefill = summarize(prof.records, m.cfg.n_layer, "prefill", T, 0, reps, total)
+    prefill = summarize(prof.records, m.cfg.n_layer, "prefill", T, 0, reps, total, plain)
 
-    # decode: one token at a time after the prompt, each step followed by sampling
+    # decode: one token at a time after the prompt, each followed by sampling
     prof.clear()
     m.state.reset()
-    logits = m.eval(batch, want="last")
-    tok = sampler.sample(logits[0])
+    tok = sampler.sample(m.eval(batch, want="last")[0])
+    plain = 0
+    for i in range(reps):
+        say(f"decode {i + 1}/{reps} (unprofiled)")
+        t0 = clock()
+        tok = sampler.sample(m.eval([tok], want="last")[0])
+        plain += clock() - t0
+    n_past = m.state.n_past
     total = 0
     for i in range(reps):
         say(f"decode {i + 1}/{reps}")
@@ -320,7 +355,7 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
             t2 = clock()
             total += t2 - t0
         prof.add(SAMPLING, "sampling", t2 - t1)
-    decode = summarize(prof.records, m.cfg.n_layer, "decode", 1, T, reps, total)
+    decode = summarize(prof.records, m.cfg.n_layer, "decode", 1, n_past, reps, total, plain)
     return ProfileReport(str(path), info.model_type, m.n_threads, decode, prefill)
 
 
@@ -355,7 +390,8 @@ def render_step(step: StepProfile, bars: bool = True) -> str:
     from .bench import md_table
 
     title = (f"{step.kind}: {step.n_tokens} token{'s' if step.n_tokens != 1 else ''} at depth {step.n_past}, "
-             f"mean of {step.reps} step{'s' if step.reps != 1 else ''}, {step.step_ms:.3f} ms")
+             f"mean of {step.reps} step{'s' if step.reps != 1 else ''}: {step.step_ms:.3f} ms profiled, "
+             f"{step.plain_ms:.3f} ms without the profiler")
     cols = ["", "ms", "share", "GB/s", "GFLOP/s"] + (["share of the step"] if bars else [])
     left = {0, 5}
     by_op = md_table(["op"] + cols[1:], _fmt_rows(step.ops, step, bars), left)
