@@ -190,20 +190,46 @@ def swiglu(gate, up, out):
             out[t, i] = (g / (np.float32(1.0) + v_expf(-g))) * up[t, i]
 
 
-GELU_COEF_A = 0.044715
-SQRT_2_OVER_PI = 0.79788456080286535587989211986876
+GELU_COEF_A = np.float32(0.044715)
+SQRT_2_OVER_PI = np.float32(0.79788456080286535587989211986876)
+
+
+def _gelu_table() -> np.ndarray:
+    """ggml_table_gelu_f16 as float32 values: ggml_gelu_f32 of every fp16 value, rounded to
+    fp16 (ggml_cpu_init fills it; GGML_GELU_FP16 is defined in ggml-cpu/vec.h).
+
+    ggml_gelu_f32 is 0.5f*x*(1.0f + tanhf(SQRT_2_OVER_PI*x*(1.0f + GELU_COEF_A*x*x))); GCC
+    contracts the inner 1.0f + (GELU_COEF_A*x)*x into one fma, and glibc's tanhf is correctly
+    rounded here. The fma is exact in float64 (a product of two float32 is) before its single
+    rounding to float32, and tanh is rounded from float64. This reproduces the 65536 entries of
+    llama-cpp-python 0.3.36's libggml-cpu.so bit for bit (tests/test_gemma3.py keeps its digest)."""
+    x = F16_TO_F32
+    with np.errstate(all="ignore"):
+        ax = GELU_COEF_A * x
+        inner = (ax.astype(np.float64) * x.astype(np.float64) + 1.0).astype(np.float32)
+        th = np.tanh((SQRT_2_OVER_PI * x * inner).astype(np.float64)).astype(np.float32)
+        y = np.float32(0.5) * x * (np.float32(1.0) + th)
+    return y.astype(np.float16).astype(np.float32)
+
+
+GELU_F16 = _gelu_table()  # (65536,) float32, indexed by the fp16 bits of the input
 
 
 @njit(cache=True)
 def geglu(gate, up, out):
-    """gelu(gate) * up with ggml's tanh approximation of GELU (ggml_geglu)."""
+    """ggml_vec_geglu_f32 with GGML_GELU_FP16: gelu(g) from the fp16 table for -10 < g < 10,
+    0 below, g itself above; times up. gate, up, out: (T, n_ff)."""
     T, n = gate.shape
+    bits = gate.view(np.uint32)
     for t in range(T):
         for i in range(n):
             x = gate[t, i]
-            g = np.float32(0.5) * x * (np.float32(1.0) + np.float32(
-                math.tanh(np.float32(SQRT_2_OVER_PI) * x * (np.float32(1.0) + np.float32(GELU_COEF_A) * x * x))))
-            out[t, i] = g * up[t, i]
+            if x <= np.float32(-10.0):
+                out[t, i] = 0.0
+            elif x >= np.float32(10.0):
+                out[t, i] = x * up[t, i]
+            else:
+                out[t, i] = GELU_F16[f32_to_f16_bits(bits[t, i], x)] * up[t, i]
 
 
 @njit(cache=True)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+import numba
 from numba import njit, prange
 
+from ..simd import fma32, hsum8
 from .fp16 import F16_TO_F32
-from .legacy import FASTMATH
+from .legacy import FASTMATH, _lane_count
 
 QK_K = GGML_QUANT_SIZES[T.Q8_K][0]  # 256
 BS_Q2_K = GGML_QUANT_SIZES[T.Q2_K][1]
@@ -120,35 +122,96 @@ def matmul_q3_K(W, q, d, bsums, out, scratch):
             out[t, r] = acc
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(inline="always", cache=True)
+def _q4k_sums(w, o, qt, x0):
+    """Exact integer sums of a Q4_K super-block at byte o against q8 values qt[x0:x0+256]:
+    (sum of scale_j * quants . q8 over the 8 sub-blocks, and the pairs of bsums are left to the
+    caller). Integer arithmetic, so any order gives the same result."""
+    isum = np.int32(0)
+    for j in range(4):  # 64 values: 32 low nibbles, then 32 high nibbles
+        sc1, _ = scale_min_k4(2 * j, w, o + 4)
+        sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
+        p1 = np.int32(0)
+        p2 = np.int32(0)
+        for l in range(32):
+            v = np.int32(w[o + 16 + 32 * j + l])
+            p1 += (v & 15) * np.int32(qt[x0 + 64 * j + l])
+            p2 += (v >> 4) * np.int32(qt[x0 + 64 * j + 32 + l])
+        isum += sc1 * p1 + sc2 * p2
+    return isum
+
+
+@njit(parallel=True, cache=True)
 def matmul_q4_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q4_K_q8_K."""
+    """Q4_K rows against q8_K, in the float order of the kernel llama.cpp runs on AVX2.
+
+    When the number of rows is a multiple of 8, ggml's CPU backend repacks Q4_K weights into
+    block_q4_Kx8 at load time and a single activation row goes through
+    ggml_gemv_q4_K_8x8_q8_K: each output keeps one float accumulator per super-block sum,
+    acc = fma(isum, d_w * d_x, acc) and acc_min = fma(sum(min * bsum32), dmin_w * d_x, acc_min),
+    and the result is acc - acc_min.
+
+    Otherwise it is ggml_vec_dot_q4_K_q8_K (AVX2): lane l (0..7) of a super-block sums,
+    exactly, the products of elements 4l..4l+3 of each 32-value quarter times that quarter's
+    scale, acc[l] = fma(d_x * d_w, lane, acc[l]); the minimums take four more lanes,
+    acc_m[l] = fma(-d_x * dmin_w, m[2l] * bsum32[2l] + m[2l+1] * bsum32[2l+1], acc_m[l]); the
+    result is hsum_float_8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3])). The lanes
+    live in scratch[thread, 0:12] with run-time bounds so that LLVM vectorises them."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q4_K
+    nl = _lane_count(d, nb)  # 8
+    nm = nl // 2  # 4
+    repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: q4_K_8x8 when ne[1] % 8 == 0
     for r in prange(R):
         w = W[r]
+        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
-            acc = np.float32(0.0)
+            if repacked:
+                a = np.float32(0.0)
+                am = np.float32(0.0)
+                for b in range(nb):
+                    o = b * BS_Q4_K
+                    dy = d[t, b]
+                    bs = b * NSUB16
+                    summ = np.int32(0)
+                    for k in range(8):
+                        _, m = scale_min_k4(k, w, o + 4)
+                        summ += m * (bsums[t, bs + 2 * k] + bsums[t, bs + 2 * k + 1])
+                    isum = _q4k_sums(w, o, qt, b * QK_K)
+                    a = fma32(np.float32(isum), _h(w, o) * dy, a)
+                    am = fma32(np.float32(summ), _h(w, o + 2) * dy, am)
+                out[t, r] = a - am
+                continue
+            for l in range(nl + nm):
+                acc[l] = 0.0
             for b in range(nb):
                 o = b * BS_Q4_K
-                isum = np.int32(0)
-                summ = np.int32(0)
-                for j in range(4):  # 64 values: 32 low nibbles, 32 high nibbles
-                    sc1, m1 = scale_min_k4(2 * j, w, o + 4)
-                    sc2, m2 = scale_min_k4(2 * j + 1, w, o + 4)
-                    p1 = np.int32(0)
-                    p2 = np.int32(0)
-                    for l in range(32):
-                        v = np.int32(w[o + 16 + 32 * j + l])
-                        p1 += (v & 15) * np.int32(qt[b * QK_K + 64 * j + l])
-                        p2 += (v >> 4) * np.int32(qt[b * QK_K + 64 * j + 32 + l])
-                    isum += sc1 * p1 + sc2 * p2
-                    bs = b * NSUB16 + 4 * j
-                    summ += m1 * (bsums[t, bs] + bsums[t, bs + 1]) + m2 * (bsums[t, bs + 2] + bsums[t, bs + 3])
                 dy = d[t, b]
-                acc += (_h(w, o) * dy) * np.float32(isum) - (_h(w, o + 2) * dy) * np.float32(summ)
-            out[t, r] = acc
+                dd = dy * _h(w, o)
+                dmin = -dy * _h(w, o + 2)
+                bs = b * NSUB16
+                for l in range(nm):
+                    _, m1 = scale_min_k4(2 * l, w, o + 4)
+                    _, m2 = scale_min_k4(2 * l + 1, w, o + 4)
+                    prod = (m1 * (bsums[t, bs + 4 * l] + bsums[t, bs + 4 * l + 1])
+                            + m2 * (bsums[t, bs + 4 * l + 2] + bsums[t, bs + 4 * l + 3]))
+                    acc[nl + l] = fma32(dmin, np.float32(np.int32(prod)), acc[nl + l])
+                for l in range(nl):
+                    lane = np.int32(0)
+                    for j in range(4):  # 64 values: 32 low nibbles, then 32 high nibbles
+                        sc1, _ = scale_min_k4(2 * j, w, o + 4)
+                        sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
+                        e = o + 16 + 32 * j + 4 * l
+                        x = b * QK_K + 64 * j + 4 * l
+                        v0, v1, v2, v3 = np.int32(w[e]), np.int32(w[e + 1]), np.int32(w[e + 2]), np.int32(w[e + 3])
+                        lo = ((v0 & 15) * qt[x] + (v1 & 15) * qt[x + 1] + (v2 & 15) * qt[x + 2] + (v3 & 15) * qt[x + 3])
+                        hi = ((v0 >> 4) * qt[x + 32] + (v1 >> 4) * qt[x + 33] + (v2 >> 4) * qt[x + 34]
+                              + (v3 >> 4) * qt[x + 35])
+                        lane += sc1 * lo + sc2 * hi
+                    acc[l] = fma32(dd, np.float32(lane), acc[l])
+            mins = (acc[nl] + acc[nl + 2]) + (acc[nl + 1] + acc[nl + 3])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]) + mins
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
@@ -183,32 +246,49 @@ def matmul_q5_K(W, q, d, bsums, out, scratch):
             out[t, r] = acc
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, cache=True)
 def matmul_q6_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q6_K_q8_K."""
+    """ggml_vec_dot_q6_K_q8_K (AVX2).
+
+    The 6-bit values are taken unsigned (0..63) and the offset of 32 comes back through the
+    bsums: lane l (0..7) sums, exactly in int32, the products of elements 4l..4l+3 of each of
+    the eight 32-value chunks times their scale (elements 0..15 of chunk c use scale 2c,
+    16..31 scale 2c+1), minus 32 * (bsum[2l] * scale[2l] + bsum[2l+1] * scale[2l+1]); then
+    acc[l] = fma(d_x * d_w, lane, acc[l]) and hsum_float_8 at the end."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q6_K
+    nl = _lane_count(d, nb)  # 8
+    half = nl // 2
     for r in prange(R):
         w = W[r]
         ws = w.view(np.int8)
+        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
-            acc = np.float32(0.0)
+            for l in range(nl):
+                acc[l] = 0.0
             for b in range(nb):
                 o = b * BS_Q6_K
-                isum = np.int32(0)
-                for n in range(2):  # two halves of 128 values
-                    ql = o + 64 * n
-                    qh = o + 128 + 32 * n
-                    for k in range(4):  # quarter k holds values 32k .. 32k+31 of the half
-                        for half in range(2):
-                            sc = np.int32(ws[o + 192 + 8 * n + 2 * k + half])
-                            part = np.int32(0)
-                            for l in range(16 * half, 16 * half + 16):
-                                lo = np.int32(w[ql + l + 32 * (k & 1)])
-                                lo = (lo & 15) if k < 2 else (lo >> 4)
-                                hb = (np.int32(w[qh + l]) >> (2 * k)) & 3
-                                part += ((lo | (hb << 4)) - 32) * np.int32(qt[b * QK_K + 128 * n + 32 * k + l])
-                            isum += sc * part
-                acc += (d[t, b] * _h(w, o + 208)) * np.float32(isum)
-            out[t, r] = acc
+                sco = o + 192
+                dd = d[t, b] * _h(w, o + 208)
+                bs = b * NSUB16
+                for l in range(nl):
+                    lane = np.int32(0)
+                    hs = 1 if l >= half else 0  # which 16 of the chunk, so which scale
+                    for c in range(8):  # chunk c: values 32c .. 32c+31 of the super-block
+                        n = c >> 2  # half of 128 values
+                        k = c & 3  # quarter of the half
+                        e = o + 64 * n + 32 * (k & 1) + 4 * l  # ql bytes
+                        h = o + 128 + 32 * n + 4 * l  # qh bytes
+                        sh = 4 * (k >> 1)
+                        hb = 2 * k
+                        x = b * QK_K + 32 * c + 4 * l
+                        part = np.int32(0)
+                        for i in range(4):
+                            v = ((np.int32(w[e + i]) >> sh) & 15) | (((np.int32(w[h + i]) >> hb) & 3) << 4)
+                            part += v * np.int32(qt[x + i])
+                        lane += np.int32(ws[sco + 2 * c + hs]) * part
+                    lane -= 32 * (bsums[t, bs + 2 * l] * np.int32(ws[sco + 2 * l])
+                                  + bsums[t, bs + 2 * l + 1] * np.int32(ws[sco + 2 * l + 1]))
+                    acc[l] = fma32(dd, np.float32(lane), acc[l])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])

@@ -159,6 +159,8 @@ class Model:
                 cb("attn_out", il, proj)
             if L.post_attn_norm is not None:
                 ops.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
+                if cb:
+                    cb("attn_post_norm", il, proj)
             ops.add_inplace(x, proj)
             # feed-forward
             ops.rms_norm(x, L.ffn_norm, cfg.rms_eps, xn)
@@ -166,15 +168,17 @@ class Model:
             self._linear(xn, L.w_up, up, act)
             (ops.geglu if gemma else ops.swiglu)(gate, up, ffn)
             self._linear(ffn, L.w_down, proj)
-            if L.post_ffn_norm is not None:
-                ops.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
             if cb:
-                cb("ffn_inp", il, x)
+                cb("sa_out" if gemma else "ffn_inp", il, x)
                 cb("ffn_norm", il, xn)
                 cb("ffn_gate", il, gate)
                 cb("ffn_up", il, up)
-                cb("ffn_swiglu", il, ffn)
+                cb("ffn_geglu" if gemma else "ffn_swiglu", il, ffn)
                 cb("ffn_out", il, proj)
+            if L.post_ffn_norm is not None:
+                ops.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
+                if cb:
+                    cb("ffn_post_norm", il, proj)
             ops.add_inplace(x, proj)
             if cb:
                 cb("l_out", il, x)
