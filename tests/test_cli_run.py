@@ -77,3 +77,28 @@ def test_unsupported_architecture(capsys, tmp_path):
 def test_escapes():
     from llamacli.cli.run import process_escapes
     assert process_escapes(r"a\nb\tc\\d\x41\q") == "a\nb\tc\\dA\\q"
+
+
+def test_ctrl_c_prints_summary_and_exits_130(tmp_path):
+    """SIGINT during generation: the text so far, the perf summary, exit status 130."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = write_tiny_llama(tmp_path / "tiny.gguf", n_embd=256, n_ff=1024, n_layer=4)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llamacli", "run", "-m", str(model), "-p", "the", "-n", "-1", "--ignore-eos",
+         "-c", "4096", "-t", "1", "-s", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a job started in the background inherits SIGINT ignored; a terminal's Ctrl-C does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # wait until tokens stream, then interrupt
+    first = proc.stdout.read(8)
+    assert first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "eval time" in err and "Traceback" not in err

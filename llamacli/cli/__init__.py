@@ -63,7 +63,9 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int):  # without standalone mode click returns an Exit's code
+            return rv
     except NoArgsIsHelpError:
         return 0
     except UsageError as e:
