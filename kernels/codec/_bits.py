@@ -8,7 +8,7 @@ an int times a float32 is a float64, so every mixed product below converts the i
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 F32 = np.float32
 
@@ -120,37 +120,36 @@ def roundf(x):
 # -- checks ------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+# The checks are serial on purpose: they are memory-bound scans far cheaper than the
+# conversions they guard, and every parallel region is a barrier that costs a whole time slice
+# when another process holds the second core.
+
+
+@njit(cache=True)
 def first_nonfinite_row(u):
     """u: uint32[n, ne0] (float32 bits). First row with a NaN or Inf, -1 if none."""
     n, m = u.shape
-    bad = np.zeros(n, dtype=np.uint8)
-    for r in prange(n):
+    for r in range(n):
         e = np.uint32(0)  # the largest exponent field of the row (a max reduction vectorises)
         for j in range(m):
             e = max(e, u[r, j] & np.uint32(0x7F800000))
-        bad[r] = e == 0x7F800000
-    for r in range(n):
-        if bad[r]:
+        if e == 0x7F800000:
             return r
     return -1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def first_bad_fp16_field(q, type_size, off0, off1):
     """ggml_validate_row_data for block types: the fp16 scale at `off0` (and `off1` if >= 0)
     of every block must be finite. q: uint8[n, row_bytes]. First bad row, -1 if none."""
     n, rb = q.shape
     nb = rb // type_size
-    bad = np.zeros(n, dtype=np.uint8)
-    for r in prange(n):
+    for r in range(n):
         e = np.uint8(0)  # the largest exponent field (high byte & 0x7C) of the row's scales
         for b in range(nb):
             e = max(e, q[r, b * type_size + off0 + 1] & np.uint8(0x7C))
             if off1 >= 0:
                 e = max(e, q[r, b * type_size + off1 + 1] & np.uint8(0x7C))
-        bad[r] = e == 0x7C
-    for r in range(n):
-        if bad[r]:
+        if e == 0x7C:
             return r
     return -1

@@ -34,18 +34,15 @@ def _dequantize_f16(q, out):
             out[r, j] = fp16_to_fp32(q[r, j])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _first_bad_f16(q):
-    """q: uint16[n, ne0]; ggml_validate_row_data(F16): no Inf, no NaN."""
+    """q: uint16[n, ne0]; ggml_validate_row_data(F16): no Inf, no NaN. Serial (see _bits)."""
     n, m = q.shape
-    bad = np.zeros(n, dtype=np.uint8)
-    for r in prange(n):
+    for r in range(n):
         e = np.uint16(0)  # the largest exponent field of the row (a max reduction vectorises)
         for j in range(m):
             e = max(e, q[r, j] & np.uint16(0x7C00))
-        bad[r] = e == 0x7C00
-    for r in range(n):
-        if bad[r]:
+        if e == 0x7C00:
             return r
     return -1
 
@@ -71,17 +68,14 @@ def _dequantize_bf16(q, out):
             out[r, j] = np.uint32(q[r, j]) << 16
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _first_bad_bf16(q):
     n, m = q.shape
-    bad = np.zeros(n, dtype=np.uint8)
-    for r in prange(n):
+    for r in range(n):
         a = np.uint16(0)
         for j in range(m):
             a = max(a, q[r, j] & np.uint16(0x7FFF))
-        bad[r] = a >= 0x7F80
-    for r in range(n):
-        if bad[r]:
+        if a >= 0x7F80:
             return r
     return -1
 

@@ -218,6 +218,7 @@ def _copy_tensor(gf, v, index: int, w: AtomicGGUFWriter, nthreads: int) -> int:
         if c is not None and c.validate(slab) >= 0:
             raise LlamacliError(f"tensor '{v.name}' has invalid data")
         w.write(index, slab)
+        gf.release(v.offset + r0 * rows.shape[1], (r1 - r0) * rows.shape[1])
     return v.n_bytes
 
 
@@ -237,13 +238,34 @@ def _convert_tensor(gf, v, tp: TensorPlan, index: int, w: AtomicGGUFWriter, nthr
         else:
             if f32 is None or f32.shape[0] < r1 - r0:
                 f32 = np.empty((r1 - r0, ne0), dtype=np.float32)
-            x = src.dequantize(slab, nthreads, out=f32[:r1 - r0])
-        q = dst.quantize(x, nthreads, check_finite=False)
+            x = src.dequantize(slab, _threads_for((r1 - r0) * ne0, _DEQUANTIZE_NS, nthreads),
+                               out=f32[:r1 - r0])
+        q = dst.quantize(x, _threads_for((r1 - r0) * ne0, _QUANTIZE_NS.get(tp.dst_type, 90), nthreads),
+                         check_finite=False)
         if dst.validate(q) >= 0:
             raise LlamacliError(f"quantized data validation failed (tensor '{v.name}', type {ggml_type_name(tp.dst_type)})")
         w.write(index, q)
         new += q.nbytes
+        gf.release(v.offset + r0 * rows.shape[1], (r1 - r0) * rows.shape[1])
     return new
+
+
+# Rough single-thread cost of each kernel, ns per weight (quantize; dequantize is ~1 for all).
+# A parallel region is nearly free on an idle machine but costs a whole time slice (several ms)
+# when another process holds the other core, so slabs too small to repay that run on one thread.
+_QUANTIZE_NS = {
+    GGMLQuantizationType.F32: 0.3, GGMLQuantizationType.F16: 0.5, GGMLQuantizationType.BF16: 0.5,
+    GGMLQuantizationType.Q4_0: 3, GGMLQuantizationType.Q4_1: 3, GGMLQuantizationType.Q5_0: 3,
+    GGMLQuantizationType.Q5_1: 3, GGMLQuantizationType.Q8_0: 4, GGMLQuantizationType.Q3_K: 18,
+    GGMLQuantizationType.Q2_K: 90, GGMLQuantizationType.Q4_K: 90, GGMLQuantizationType.Q5_K: 90,
+    GGMLQuantizationType.Q6_K: 90,
+}
+_DEQUANTIZE_NS = 1.0
+_MIN_PARALLEL_NS = 4e6  # a slab worth less than ~4 ms of one core runs on one thread
+
+
+def _threads_for(n_elements: int, ns_per_weight: float, nthreads: int) -> int:
+    return nthreads if n_elements * ns_per_weight >= _MIN_PARALLEL_NS else 1
 
 
 def make_f16(src: str | os.PathLike, dst: str | os.PathLike, nthreads: int | None = None,

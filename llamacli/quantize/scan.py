@@ -9,6 +9,7 @@ are decoded on demand).
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -151,6 +152,21 @@ class ScannedGGUF:
             if name in self.tensors:
                 raise ValueError(f"duplicate tensor '{name}'")
             self.tensors[name] = TensorView(name, ne, qtype, self.data[start:start + nbytes], start)
+
+    def release(self, offset: int, nbytes: int) -> None:
+        """Drop the mapped pages of data already processed (llama.cpp unmaps each weight as it
+        goes), so the resident size does not grow to the whole input file."""
+        mm = getattr(self.data, "_mmap", None)
+        if mm is None or not hasattr(mm, "madvise"):
+            return
+        page = mmap.PAGESIZE
+        start = -(-offset // page) * page  # whole pages inside the range only: neighbours stay
+        end = (offset + nbytes) // page * page
+        if end > start:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+            except (OSError, ValueError):
+                pass
 
     def get(self, key: str, default: Any = None) -> Any:
         kv = self.kv.get(key)
