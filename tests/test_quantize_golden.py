@@ -18,7 +18,6 @@ from llamacli.errors import LlamacliError
 from llamacli.quantize import ggml_type_name, make_f16, quantize_file
 from llamacli.quantize.scan import ScannedGGUF
 
-pytestmark = pytest.mark.real
 
 MODELS = ("smollm2", "gemma3")
 
