@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from .dot.fp16 import F16_TO_F32, f16_round, f32_to_f16_bits
 from .dot.legacy import FASTMATH
-from .simd import fma32, hsum8, reduce8_hadd, v_expf
+from .simd import f16_fma32, fma32, hsum8, reduce8_hadd, v_expf, zeros32
 
 
 @njit(cache=True)
@@ -104,6 +104,18 @@ def store_kv(k, v, cache_k, cache_vt, pos0):
 
 
 @njit(inline="always", cache=True)
+def dot_f16_avx(x, y, n):
+    """dot_f16 with the F16C/FMA instructions ggml uses (kernels/simd.py f16_fma32); same bits."""
+    acc = zeros32()
+    for i in range(0, n, 32):
+        acc = f16_fma32(acc, x, i, y, i)
+    return reduce8_hadd((acc[0] + acc[16]) + (acc[8] + acc[24]), (acc[1] + acc[17]) + (acc[9] + acc[25]),
+                        (acc[2] + acc[18]) + (acc[10] + acc[26]), (acc[3] + acc[19]) + (acc[11] + acc[27]),
+                        (acc[4] + acc[20]) + (acc[12] + acc[28]), (acc[5] + acc[21]) + (acc[13] + acc[29]),
+                        (acc[6] + acc[22]) + (acc[14] + acc[30]), (acc[7] + acc[23]) + (acc[15] + acc[31]))
+
+
+@njit(inline="always", cache=True)
 def dot_f16(x, y, n, acc):
     """ggml_vec_dot_f16 (AVX + F16C): x float32 values already fp16-exact, y fp16 bits, n a
     multiple of 32. Four accumulators of eight lanes (acc, 32 floats of scratch) take fused
@@ -150,7 +162,7 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
             if j > p or (window > 0 and p - j >= window):
                 s[j] = -np.inf
                 continue
-            v = dot_f16(qv, cache_k[j, g * D:(g + 1) * D], D, acc) * scale
+            v = dot_f16_avx(qv, cache_k[j, g * D:(g + 1) * D], D) * scale
             if softcap > 0:
                 v = np.float32(softcap * math.tanh(v / softcap))
             s[j] = v
@@ -177,7 +189,7 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
         for j in range(n8, n32):
             s[j] = 0.0
         for i in range(D):
-            out[t, h * D + i] = dot_f16(s, cache_vt[g * D + i], n32, acc)
+            out[t, h * D + i] = dot_f16_avx(s, cache_vt[g * D + i], n32)
 
 
 @njit(cache=True)
