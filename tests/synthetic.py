@@ -21,10 +21,24 @@ def _bpe_vocab():
     return tokens, types, merges
 
 
+K_QUANTS = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
+
+
+def _quantize(x: np.ndarray, t: T) -> np.ndarray:
+    """gguf.quants where it can; the k-quants through llamacli's codec (ggml's quantize_row_*_ref)."""
+    if t in K_QUANTS:
+        from llamacli.kernels.codec import CODECS
+        return CODECS[t].quantize(x, nthreads=1)
+    return quantize(x, t)
+
+
 def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer: int = 2, n_head: int = 4,
                      n_head_kv: int = 2, n_ff: int = 128, qtype: T = T.Q8_0, tied: bool = True,
-                     seed: int = 0) -> Path:
+                     seed: int = 0, tensor_types: dict[str, T] | None = None) -> Path:
+    """A random llama or qwen2 model. ``tensor_types`` overrides ``qtype`` per tensor kind, keyed by
+    the name without layer and suffix ("attn_q", "ffn_down", "output", "token_embd")."""
     rng = np.random.default_rng(seed)
+    tensor_types = tensor_types or {}
     tokens, types, merges = _bpe_vocab()
     n_vocab = len(tokens)
     w = GGUFWriter(str(path), arch)
@@ -45,18 +59,19 @@ def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer:
     w.add_eos_token_id(n_vocab - 1)
     w.add_add_bos_token(False)
 
-    def mat(name, n_in, n_out, t=qtype):
+    def mat(name, n_in, n_out, t=None):
+        t = t or tensor_types.get(name.split(".")[-2], qtype)
         x = (rng.standard_normal((n_out, n_in)) * 0.5 / np.sqrt(n_in)).astype(np.float32)
         if t == T.F32:
             w.add_tensor(name, x)
         else:
-            w.add_tensor(name, quantize(x, t), raw_dtype=t)
+            w.add_tensor(name, _quantize(x, t), raw_dtype=t)
 
     def vec(name, n, scale=1.0):
         w.add_tensor(name, (1.0 + scale * 0.1 * rng.standard_normal(n)).astype(np.float32))
 
     hd = n_embd // n_head
-    mat("token_embd.weight", n_embd, n_vocab, T.Q8_0)
+    mat("token_embd.weight", n_embd, n_vocab, tensor_types.get("token_embd", T.Q8_0))
     vec("output_norm.weight", n_embd)
     if not tied:
         mat("output.weight", n_embd, n_vocab)
@@ -79,3 +94,32 @@ def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer:
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+# -- models checked against llama.cpp's logits (scripts/make_synthetic_reference.py) -----------
+
+# K-quant rows are 256 wide, so these models are wider than the default tiny one. Q4_K tensors
+# with a row count divisible by 8 go through ggml's repacked q4_K_8x8 gemv, the untied output
+# (260 rows) through vec_dot_q4_K_q8_K.
+SYNTHETIC_MODELS = {
+    "qwen2": dict(arch="qwen2", n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, seed=1,
+                  tensor_types={"attn_q": T.Q4_K, "attn_k": T.Q5_0, "attn_v": T.Q8_0, "attn_output": T.Q6_K,
+                         "ffn_gate": T.Q4_K, "ffn_up": T.Q5_0, "ffn_down": T.Q6_K}),
+    "llama_untied_kquants": dict(arch="llama", n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512,
+                                 seed=2, tied=False,
+                                 tensor_types={"attn_q": T.Q4_K, "attn_k": T.Q6_K, "attn_v": T.Q6_K,
+                                        "attn_output": T.Q4_K, "ffn_gate": T.Q4_K, "ffn_up": T.Q4_K,
+                                        "ffn_down": T.Q6_K, "output": T.Q4_K}),
+}
+SYNTHETIC_POSITIONS = 64
+
+
+def write_synthetic(name: str, path: Path) -> Path:
+    return write_tiny_llama(path, **SYNTHETIC_MODELS[name])
+
+
+def synthetic_tokens(name: str) -> list[int]:
+    """Random ids over the whole vocabulary of the tiny BPE (the model never tokenizes text)."""
+    n_vocab = len(_bpe_vocab()[0])
+    rng = np.random.default_rng(100 + list(SYNTHETIC_MODELS).index(name))
+    return [int(t) for t in rng.integers(0, n_vocab, SYNTHETIC_POSITIONS)]

@@ -116,7 +116,8 @@ class Model:
         pos[:] = np.arange(p0, n_kv)
         ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base, cfg.rope_freq_scale, S.cos, S.sin)
         if cfg.sliding_window:
-            ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base_local, cfg.rope_freq_scale, S.cos_local, S.sin_local)
+            ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base_local, cfg.rope_freq_scale_local,
+                           S.cos_local, S.sin_local)
         q3 = q.reshape(T, cfg.n_head, cfg.head_dim)
         k3 = k.reshape(T, cfg.n_head_kv, cfg.head_dim)
         gemma = cfg.arch == "gemma3"
@@ -132,10 +133,9 @@ class Model:
             self._linear(xn, L.wv, v, act)
             if cb:
                 cb("attn_norm", il, xn)
-            if L.bq is not None:
-                q += L.bq
-                k += L.bk
-                v += L.bv
+            for y, bias in ((q, L.bq), (k, L.bk), (v, L.bv)):  # build_qkv: ggml_add after each matmul
+                if bias is not None:
+                    y += bias
             if L.q_norm is not None:
                 ops.rms_norm_heads(q3, L.q_norm, cfg.rms_eps)
                 ops.rms_norm_heads(k3, L.k_norm, cfg.rms_eps)
@@ -191,9 +191,13 @@ class Model:
         ops.rms_norm(rows, W.output_norm, cfg.rms_eps, xn[:n])
         logits = S.logits[:n]
         self._linear(xn[:n], W.output, logits)
+        if W.output_bias is not None:
+            logits += W.output_bias
         if cfg.final_softcap:
+            # ggml_scale by 1.0f/c, ggml_tanh (glibc tanhf, correctly rounded here), ggml_scale by c
             c = np.float32(cfg.final_softcap)
-            np.tanh(logits / c, out=logits)
+            logits *= np.float32(1.0) / c
+            logits[:] = np.tanh(logits.astype(np.float64))
             logits *= c
         return logits
 

@@ -40,7 +40,7 @@ class Layer:
     w_gate: Linear  # (n_embd -> n_ff)
     w_up: Linear  # (n_embd -> n_ff)
     w_down: Linear  # (n_ff -> n_embd)
-    bq: np.ndarray | None = None  # qwen2 biases
+    bq: np.ndarray | None = None  # optional biases (qwen2 has them), (n_head * head_dim,) ...
     bk: np.ndarray | None = None
     bv: np.ndarray | None = None
     q_norm: np.ndarray | None = None  # gemma3: RMSNorm of each q / k head, (head_dim,)
@@ -56,6 +56,7 @@ class Weights:
     output: Linear  # (n_embd -> n_vocab); token_embd itself when the head is tied
     tied: bool
     layers: tuple[Layer, ...]
+    output_bias: np.ndarray | None = None  # (n_vocab,), optional (qwen2)
 
 
 def _check(t: TensorView, ne: tuple[int, ...]) -> None:
@@ -114,12 +115,13 @@ def load_weights(gf: GGUFFile, cfg: Config) -> Weights:
             w_gate=_linear(gf, p + "ffn_gate.weight", E, F),
             w_up=_linear(gf, p + "ffn_up.weight", E, F),
             w_down=_linear(gf, p + "ffn_down.weight", F, E),
-            bq=_vector(gf, p + "attn_q.bias", qd, required=cfg.qkv_bias),
-            bk=_vector(gf, p + "attn_k.bias", cfg.n_embd_k, required=cfg.qkv_bias),
-            bv=_vector(gf, p + "attn_v.bias", cfg.n_embd_v, required=cfg.qkv_bias),
+            bq=_vector(gf, p + "attn_q.bias", qd, required=False),
+            bk=_vector(gf, p + "attn_k.bias", cfg.n_embd_k, required=False),
+            bv=_vector(gf, p + "attn_v.bias", cfg.n_embd_v, required=False),
             q_norm=_vector(gf, p + "attn_q_norm.weight", cfg.head_dim, required=gemma),
             k_norm=_vector(gf, p + "attn_k_norm.weight", cfg.head_dim, required=gemma),
             post_attn_norm=_vector(gf, p + "post_attention_norm.weight", E, required=gemma),
             post_ffn_norm=_vector(gf, p + "post_ffw_norm.weight", E, required=gemma),
         ))
-    return Weights(emb, _vector(gf, "output_norm.weight", E), output, tied, tuple(layers))
+    return Weights(emb, _vector(gf, "output_norm.weight", E), output, tied, tuple(layers),
+                   _vector(gf, "output.bias", cfg.n_vocab, required=False))
