@@ -73,22 +73,22 @@ class _Progress:
 
 
 def command(
-    model: list[str] = typer.Option(None, "-m", "--model", help="GGUF file(s); repeat or comma-separate."),
-    n_prompt: list[str] = typer.Option(None, "-p", "--n-prompt", help="Prompt sizes (pp tests). [default: 512]"),
-    n_gen: list[str] = typer.Option(None, "-n", "--n-gen", help="Generation lengths (tg tests). [default: 128]"),
-    pg: list[str] = typer.Option(None, "-pg", help="PP,TG: a prompt then a generation, timed together."),
-    threads: list[str] = typer.Option(None, "-t", "--threads", help="Thread counts, e.g. 1,2. [default: cores, max 4]"),
-    reps: int = typer.Option(5, "-r", "--repetitions", help="Timed repetitions of each test."),
-    output: str = typer.Option("md", "-o", "--output", help="md, csv, json or jsonl."),
-    batch_size: int = typer.Option(2048, "-b", "--batch-size", help="Prompt tokens per eval call (logical batch)."),
-    ubatch_size: int = typer.Option(512, "-ub", "--ubatch-size", help="Prompt tokens through the graph at once."),
+    model: list[str] = typer.Option(None, "-m", "--model", metavar="FILE[,FILE]", help="GGUF file(s); repeat or comma-separate."),
+    n_prompt: list[str] = typer.Option(None, "-p", "--n-prompt", metavar="N[,N]", help="Prompt sizes (pp tests). [default: 512]"),
+    n_gen: list[str] = typer.Option(None, "-n", "--n-gen", metavar="N[,N]", help="Generation lengths (tg tests). [default: 128]"),
+    pg: list[str] = typer.Option(None, "-pg", metavar="PP,TG", help="PP,TG: a prompt then a generation, timed together."),
+    threads: list[str] = typer.Option(None, "-t", "--threads", metavar="N[,N]", help="Thread counts, e.g. 1,2. [default: cores, max 4]"),
+    reps: int = typer.Option(5, "-r", "--repetitions", metavar="N", help="Timed repetitions of each test."),
+    output: str = typer.Option("md", "-o", "--output", metavar="FORMAT", help="md, csv, json or jsonl."),
+    batch_size: int = typer.Option(2048, "-b", "--batch-size", metavar="N", help="Prompt tokens per eval call (logical batch)."),
+    ubatch_size: int = typer.Option(512, "-ub", "--ubatch-size", metavar="N", help="Prompt tokens through the graph at once."),
     no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the warm-up run of each test."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress on stderr. [default: on a terminal]"),
     per_layer: bool = typer.Option(False, "--per-layer", help="Time one decode step and one prefill batch by layer and operation."),
     kernels: bool = typer.Option(False, "--kernels", help="Matrix-vector and matrix-matrix throughput of every weight type."),
-    kernel_tokens: list[str] = typer.Option(None, "--kernel-tokens", help="Token counts for --kernels. [default: 1,128]"),
-    kernel_types: list[str] = typer.Option(None, "--kernel-types", help="Weight types for --kernels (e.g. Q4_0,Q4_K). [default: all]"),
+    kernel_tokens: list[str] = typer.Option(None, "--kernel-tokens", metavar="N[,N]", help="Token counts for --kernels. [default: 1,128]"),
+    kernel_types: list[str] = typer.Option(None, "--kernel-types", metavar="TYPE[,TYPE]", help="Weight types for --kernels (e.g. Q4_0,Q4_K). [default: all]"),
     no_bars: bool = typer.Option(False, "--no-bars", help="No bar chart in the --per-layer tables."),
 ):
     """Measure prompt processing (pp) and generation (tg) speed as llama-bench does."""
@@ -126,8 +126,10 @@ def command(
     if per_layer:
         from ..profile import profile_model, render_report
 
+        from pathlib import Path
+
         for m in models:
-            if not __import__("pathlib").Path(m).is_file():
+            if not Path(m).is_file():
                 raise LlamacliError(f"{m}: no such model file")
         rep = profile_model(models[0], n_threads=t_list[0], n_prompt=p_list[0], n_ubatch=ubatch_size, reps=reps,
                             progress=lambda s: prog(1, 1, s))
