@@ -168,13 +168,14 @@ def quantize_file(
         kv.append(kv_uint32(Keys.General.QUANTIZATION_VERSION, GGML_QNT_VERSION))
         kv.append(kv_uint32(Keys.General.FILE_TYPE, int(ft)))
         infos = [TensorInfo(tp.name, tp.ne, tp.dst_type) for tp in plan.tensors]
-        with AtomicGGUFWriter(out, kv, infos) as w:  # always 32, as gguf_init_empty (even if general.alignment says otherwise)
+        # aligned to 32 as gguf_init_empty's context is, whatever general.alignment says
+        with AtomicGGUFWriter(out, kv, infos) as w:
             for i, tp in enumerate(plan.tensors):
                 v = views[tp.name]
                 head = f"[{i + 1:4d}/{n_tensors:4d}] {tp.name:<36} - [{_shape(tp.ne)}], type = {ggml_type_name(tp.src_type):>6}, "
                 if not tp.converts:
                     log(head + f"size = {v.n_bytes / MIB:8.3f} MiB")
-                    new = _copy_tensor(gf, v, i, w, nthreads)
+                    new = _copy_tensor(gf, v, i, w)
                 else:
                     new = _convert_tensor(gf, v, tp, i, w, nthreads)
                     log(head + f"converting to {ggml_type_name(tp.dst_type)} .. "
@@ -209,7 +210,7 @@ def _slabs(n_rows: int, ne0: int):
         yield r0, min(n_rows, r0 + step)
 
 
-def _copy_tensor(gf, v, index: int, w: AtomicGGUFWriter, nthreads: int) -> int:
+def _copy_tensor(gf, v, index: int, w: AtomicGGUFWriter) -> int:
     """Copy in slabs of whole rows, each validated as llama.cpp's loader does."""
     rows = _raw_rows(gf, v)
     c = CODECS.get(v.qtype)
