@@ -110,6 +110,11 @@ SYNTHETIC_MODELS = {
                                  tensor_types={"attn_q": T.Q4_K, "attn_k": T.Q6_K, "attn_v": T.Q6_K,
                                         "attn_output": T.Q4_K, "ffn_gate": T.Q4_K, "ffn_up": T.Q4_K,
                                         "ffn_down": T.Q6_K, "output": T.Q4_K}),
+    "llama_q2_q3_q5_K": dict(arch="llama", n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, seed=3,
+                             tied=False,
+                             tensor_types={"attn_q": T.Q2_K, "attn_k": T.Q3_K, "attn_v": T.Q5_K,
+                                           "attn_output": T.Q5_K, "ffn_gate": T.Q3_K, "ffn_up": T.Q2_K,
+                                           "ffn_down": T.Q5_K, "output": T.Q3_K}),
 }
 SYNTHETIC_POSITIONS = 64
 

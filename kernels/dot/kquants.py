@@ -1,10 +1,13 @@
 """Dot products of the k-quants (256 weights a super-block) against q8_K activations.
 
 Same contract as ``legacy.py``: ``out[t, r] = dot(W[r], x[t])`` with ``q`` int8[T, n],
-``d`` float32[T, n/256], ``bsums`` int32[T, n/16]. The arithmetic follows
-``ggml_vec_dot_q*_K_q8_K``: exact integer sums per sub-block times the integer scale, then
-float32 ``d_w * d_x`` per super-block, minus ``dmin_w * d_x * sum(min * bsum)`` where the type
-has minimums.
+``d`` float32[T, n/256], ``bsums`` int32[T, n/16]. The float arithmetic is that of the kernel
+llama.cpp runs on an AVX2 machine, bit for bit: ``ggml_vec_dot_q*_K_q8_K``'s AVX2 path (exact
+integer sums in eight lanes of four consecutive elements per 32-value chunk, one fma per lane
+and super-block, ``hsum_float_8``), except Q4_K with a row count divisible by 8, which ggml
+repacks at load time and multiplies with ``ggml_gemv_q4_K_8x8_q8_K``. Integer sums are exact
+in any order; only the float steps are spelled out. Lane accumulators live in a per-thread
+``scratch`` row and lane loops run to a bound known only at run time (see legacy.py).
 
 Super-block layouts (bytes), from ggml-common.h:
   Q2_K  scales[16] (4-bit scale | 4-bit min) | qs[64] (2-bit) | d:f16 | dmin:f16
@@ -23,7 +26,7 @@ from numba import njit, prange
 
 from ..simd import fma32, hsum8
 from .fp16 import F16_TO_F32
-from .legacy import FASTMATH, _lane_count
+from .legacy import _lane_count
 
 QK_K = GGML_QUANT_SIZES[T.Q8_K][0]  # 256
 BS_Q2_K = GGML_QUANT_SIZES[T.Q2_K][1]
@@ -63,63 +66,88 @@ def q3k_scale(j, w, o):
     return (lo | (hi << 4)) - 32
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, cache=True)
 def matmul_q2_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q2_K_q8_K."""
+    """ggml_vec_dot_q2_K_q8_K (AVX2). Per super-block, each lane l (0..7) first takes the
+    minimums, acc[l] = fma(-d_x * dmin_w, min[2l] * bsum[2l] + min[2l+1] * bsum[2l+1], acc[l]),
+    then the quants: lane l sums exactly the products of elements 4l..4l+3 of each of the
+    eight 32-value chunks (chunk c: 2-bit plane c % 4 of half c // 4) times their 4-bit scale
+    (elements 0..15 of chunk c use scale 2c, 16..31 scale 2c+1), acc[l] = fma(d_x * d_w, lane,
+    acc[l]); hsum_float_8 at the end."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q2_K
+    nl = _lane_count(d, nb)  # 8
+    half = nl // 2
     for r in prange(R):
         w = W[r]
+        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
-            acc = np.float32(0.0)
+            for l in range(nl):
+                acc[l] = 0.0
             for b in range(nb):
                 o = b * BS_Q2_K
                 dy = d[t, b]
-                summ = np.int32(0)
-                for k in range(NSUB16):
-                    summ += np.int32(bsums[t, b * NSUB16 + k]) * (np.int32(w[o + k]) >> 4)
-                isum = np.int32(0)
-                for n in range(2):  # two halves of 128 values
-                    for j in range(4):  # 2-bit planes
-                        for half in range(2):  # 16 values share a scale
-                            sc = np.int32(w[o + 8 * n + 2 * j + half]) & 0xF
-                            part = np.int32(0)
-                            for l in range(16 * half, 16 * half + 16):
-                                v = (np.int32(w[o + 16 + 32 * n + l]) >> (2 * j)) & 3
-                                part += v * np.int32(qt[b * QK_K + 128 * n + 32 * j + l])
-                            isum += sc * part
-                acc += (dy * _h(w, o + 80)) * np.float32(isum) - (dy * _h(w, o + 82)) * np.float32(summ)
-            out[t, r] = acc
+                dd = dy * _h(w, o + 80)
+                dmin = -dy * _h(w, o + 82)
+                bs = b * NSUB16
+                for l in range(nl):
+                    prod = ((np.int32(w[o + 2 * l]) >> 4) * bsums[t, bs + 2 * l]
+                            + (np.int32(w[o + 2 * l + 1]) >> 4) * bsums[t, bs + 2 * l + 1])
+                    acc[l] = fma32(dmin, np.float32(prod), acc[l])
+                for l in range(nl):
+                    lane = np.int32(0)
+                    hs = 1 if l >= half else 0
+                    for c in range(8):
+                        n = c >> 2
+                        sh = 2 * (c & 3)
+                        e = o + 16 + 32 * n + 4 * l
+                        x = b * QK_K + 32 * c + 4 * l
+                        part = np.int32(0)
+                        for i in range(4):
+                            part += ((np.int32(w[e + i]) >> sh) & 3) * np.int32(qt[x + i])
+                        lane += (np.int32(w[o + 2 * c + hs]) & 0xF) * part
+                    acc[l] = fma32(dd, np.float32(lane), acc[l])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, cache=True)
 def matmul_q3_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q3_K_q8_K."""
+    """ggml_vec_dot_q3_K_q8_K (AVX2): Q2_K's lane layout without minimums; a value is its two
+    low bits minus 4 where its hmask bit is clear, scales are signed 6-bit; acc[l] =
+    fma(d_x * d_w, lane, acc[l]) per super-block, hsum_float_8 at the end."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q3_K
+    nl = _lane_count(d, nb)  # 8
+    half = nl // 2
     for r in prange(R):
         w = W[r]
+        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
-            acc = np.float32(0.0)
+            for l in range(nl):
+                acc[l] = 0.0
             for b in range(nb):
                 o = b * BS_Q3_K
-                isum = np.int32(0)
-                for n in range(2):
-                    for j in range(4):
-                        m = 1 << (4 * n + j)  # hmask bit for this plane
-                        for half in range(2):
-                            sc = q3k_scale(8 * n + 2 * j + half, w, o + 96)
-                            part = np.int32(0)
-                            for l in range(16 * half, 16 * half + 16):
-                                v = (np.int32(w[o + 32 + 32 * n + l]) >> (2 * j)) & 3
-                                if (np.int32(w[o + l]) & m) == 0:
-                                    v -= 4
-                                part += v * np.int32(qt[b * QK_K + 128 * n + 32 * j + l])
-                            isum += sc * part
-                acc += (d[t, b] * _h(w, o + 108)) * np.float32(isum)
-            out[t, r] = acc
+                dd = d[t, b] * _h(w, o + 108)
+                for l in range(nl):
+                    lane = np.int32(0)
+                    hs = 1 if l >= half else 0
+                    for c in range(8):
+                        n = c >> 2
+                        p = c & 3
+                        m = 1 << (4 * n + p)  # hmask bit of this plane
+                        e = o + 32 + 32 * n + 4 * l
+                        x = b * QK_K + 32 * c + 4 * l
+                        part = np.int32(0)
+                        for i in range(4):
+                            v = (np.int32(w[e + i]) >> (2 * p)) & 3
+                            if (np.int32(w[o + 4 * l + i]) & m) == 0:
+                                v -= 4
+                            part += v * np.int32(qt[x + i])
+                        lane += q3k_scale(2 * c + hs, w, o + 96) * part
+                    acc[l] = fma32(dd, np.float32(lane), acc[l])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
 
 
 @njit(inline="always", cache=True)
@@ -214,36 +242,50 @@ def matmul_q4_K(W, q, d, bsums, out, scratch):
             out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]) + mins
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, cache=True)
 def matmul_q5_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q5_K_q8_K."""
+    """ggml_vec_dot_q5_K_q8_K (AVX2): the lanes of Q4_K's vec_dot with 5-bit values (bit 2j or
+    2j+1 of qh[l] on top of the nibble); the minimums are one exact integer per super-block,
+    summs = fma(-d_x * dmin_w, sum(min * bsum32), summs) (GCC fuses summs += dmin * sum), and
+    the result is hsum_float_8(acc) + summs."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q5_K
+    nl = _lane_count(d, nb)  # 8
     for r in prange(R):
         w = W[r]
+        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
-            acc = np.float32(0.0)
+            for l in range(nl):
+                acc[l] = 0.0
+            summs = np.float32(0.0)
             for b in range(nb):
                 o = b * BS_Q5_K
-                isum = np.int32(0)
-                summ = np.int32(0)
-                for j in range(4):
-                    sc1, m1 = scale_min_k4(2 * j, w, o + 4)
-                    sc2, m2 = scale_min_k4(2 * j + 1, w, o + 4)
-                    p1 = np.int32(0)
-                    p2 = np.int32(0)
-                    for l in range(32):
-                        v = np.int32(w[o + 48 + 32 * j + l])
-                        h = np.int32(w[o + 16 + l])
-                        p1 += ((v & 15) | (((h >> (2 * j)) & 1) << 4)) * np.int32(qt[b * QK_K + 64 * j + l])
-                        p2 += ((v >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) * np.int32(qt[b * QK_K + 64 * j + 32 + l])
-                    isum += sc1 * p1 + sc2 * p2
-                    bs = b * NSUB16 + 4 * j
-                    summ += m1 * (bsums[t, bs] + bsums[t, bs + 1]) + m2 * (bsums[t, bs + 2] + bsums[t, bs + 3])
                 dy = d[t, b]
-                acc += (_h(w, o) * dy) * np.float32(isum) - (_h(w, o + 2) * dy) * np.float32(summ)
-            out[t, r] = acc
+                dd = dy * _h(w, o)
+                dmin = -dy * _h(w, o + 2)
+                bs = b * NSUB16
+                summ = np.int32(0)
+                for k in range(8):
+                    _, m = scale_min_k4(k, w, o + 4)
+                    summ += m * (bsums[t, bs + 2 * k] + bsums[t, bs + 2 * k + 1])
+                summs = fma32(dmin, np.float32(summ), summs)
+                for l in range(nl):
+                    lane = np.int32(0)
+                    for j in range(4):  # 64 values: 32 low nibbles, then 32 high nibbles
+                        sc1, _ = scale_min_k4(2 * j, w, o + 4)
+                        sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
+                        x = b * QK_K + 64 * j + 4 * l
+                        lo = np.int32(0)
+                        hi = np.int32(0)
+                        for i in range(4):
+                            v = np.int32(w[o + 48 + 32 * j + 4 * l + i])
+                            h = np.int32(w[o + 16 + 4 * l + i])
+                            lo += ((v & 15) | (((h >> (2 * j)) & 1) << 4)) * np.int32(qt[x + i])
+                            hi += ((v >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) * np.int32(qt[x + 32 + i])
+                        lane += sc1 * lo + sc2 * hi
+                    acc[l] = fma32(dd, np.float32(lane), acc[l])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]) + summs
 
 
 @njit(parallel=True, cache=True)
