@@ -72,15 +72,21 @@ def test_batched_prefill_equals_one_token_at_a_time(gemma3_path, gemma_ref, gemm
 
 
 def test_greedy_continuations_match_llamacpp(gemma3_path, golden):
+    """Identical to llama.cpp's decode path (prompt one token per llama_decode) for every
+    prompt. Against Llama.generate (batched prompt, greedy.json) two of the seven differ, as
+    they do for llama.cpp itself: its batched kernels round the prompt differently."""
     data = json.loads((golden / "gemma3" / "greedy.json").read_text())
+    decode = json.loads((golden / "gemma3" / "greedy_decode.json").read_text())
     gen = Generator(gemma3_path, n_ctx=512, n_threads=2)
-    mismatched = []
+    vs_decode, vs_batched = [], []
     for run in data["runs"]:
         gen.model.state.reset()
         ids = gen.tokenize_prompt(run["prompt"])
         assert ids == run["prompt_ids"]
         out = gen.generate(ids, len(run["ids"]), SamplerParams(temp=0.0), ignore_eos=False)
-        want = [t for t in run["ids"] if not gen.tokenizer.is_eog(t)]
-        if out != want:
-            mismatched.append(run["prompt"])
-    assert len(mismatched) <= 1, mismatched
+        if out != [t for t in decode[run["prompt"]] if not gen.tokenizer.is_eog(t)]:
+            vs_decode.append(run["prompt"])
+        if out != [t for t in run["ids"] if not gen.tokenizer.is_eog(t)]:
+            vs_batched.append(run["prompt"])
+    assert vs_decode == []
+    assert len(vs_batched) <= 2, vs_batched

@@ -19,9 +19,9 @@ Super-block layouts (bytes), from ggml-common.h:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
-import numba
 from numba import njit, prange
 
 from ..simd import fma32, hsum8
