@@ -215,10 +215,13 @@ def _golden(golden, model: str) -> dict:
     return json.loads((golden / "perplexity" / f"{model}.json").read_text())
 
 
-N_REAL_CHUNKS = 4  # llama-perplexity's running estimate after 4 chunks = its PPL with --chunks 4
+# llama-perplexity's running estimate after k chunks is its PPL with --chunks k. Over the first
+# few chunks its own two attention paths differ by up to 0.7% on SmolLM2 (flash attention, the
+# default, against -fa off); over the whole text by 0.13%. Our engine follows the non-flash path,
+# so at a few chunks the comparison is with llama-perplexity -fa off.
+N_REAL_CHUNKS = 4
 
 
-@pytest.mark.real
 @pytest.mark.parametrize("model", ["smollm2", "gemma3"])
 def test_real_model_within_half_percent_of_llama_perplexity(model, request, golden, capsys):
     path = request.getfixturevalue(f"{model}_path")
@@ -227,16 +230,14 @@ def test_real_model_within_half_percent_of_llama_perplexity(model, request, gold
                          "--chunks", N_REAL_CHUNKS, "-t", 2, "--json")
     assert code == 0, err
     res = json.loads(out)
-    ref = doc["runs"]["default"]
-    want = ref["chunk_ppl"][N_REAL_CHUNKS - 1]
     assert res["n_chunks"] == N_REAL_CHUNKS
-    assert abs(res["ppl"] / want - 1) < 0.005, f"ours {res['ppl']:.4f}, llama-perplexity {want:.4f}"
-    # and to the printed digit with llama.cpp's decode path (one token per llama_decode, no flash attention)
+    want = doc["runs"]["fa_off"]["chunk_ppl"][N_REAL_CHUNKS - 1]
+    assert abs(res["ppl"] / want - 1) < 0.005, f"ours {res['ppl']:.4f}, llama-perplexity -fa off {want:.4f}"
+    # to the printed digit with llama.cpp's decode path (one token per llama_decode, no flash attention)
     decode = doc["runs"]["decode"]["chunk_ppl"]
-    assert [round(v, 4) for v in res["chunk_ppl"][:len(decode)]] == decode
+    assert [round(v, 4) for v in res["chunk_ppl"][:len(decode)]] == decode, "decode path (-b 1 -fa off)"
 
 
-@pytest.mark.real
 def test_smollm2_f16_against_q4_k_m(capsys, smollm2_path, golden, tmp_path):
     """KL divergence of a Q4_K_M made from the F16 requantization, against the F16's log-probs."""
     f16 = make_f16(smollm2_path, tmp_path / "f16.gguf", nthreads=2)
