@@ -66,13 +66,14 @@ def test_activation_quantizers_match_twin():
             assert np.array_equal(act.aux, aux), kind
 
 
-@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
+@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q6_K"])
 def test_avx2_kernels_bit_identical_to_portable(name):
     """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits."""
-    from llamacli.kernels.dot import legacy, matmul
+    from llamacli.kernels.dot import kquants, legacy, matmul
     if not matmul.HAS_AVX2:
         pytest.fail("this machine kind has AVX2; the fast kernels must be exercised")
-    from llamacli.kernels.dot import legacy_avx2
+    from llamacli.kernels.dot import kquants_avx2, legacy_avx2
+    portable, fast = (kquants, kquants_avx2) if name.endswith("K") else (legacy, legacy_avx2)
     qtype = T[name.upper()]
     rng = np.random.default_rng(11)
     rows = naive.random_rows(qtype, 37, 1024, rng)
@@ -81,6 +82,6 @@ def test_avx2_kernels_bit_identical_to_portable(name):
     act.load(x)
     a = np.zeros((3, 37), np.float32)
     b = np.ones((3, 37), np.float32)
-    getattr(legacy, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
-    getattr(legacy_avx2, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
+    getattr(portable, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
+    getattr(fast, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
     assert np.array_equal(a, b)

@@ -26,9 +26,10 @@ from .fp16 import round_to_f16
 _features = _llvm.get_host_cpu_features()
 HAS_AVX2 = bool(_features.get("avx2") and _features.get("fma"))
 if HAS_AVX2:
+    from . import kquants_avx2 as fast_kquants
     from . import legacy_avx2 as fast_legacy
 else:
-    fast_legacy = legacy
+    fast_legacy, fast_kquants = legacy, kquants
 
 QUANT_KINDS = ("q8_0", "q8_1", "q8_K")
 
@@ -53,7 +54,7 @@ DOTS: dict[T, DotKernel] = {
     T.Q3_K: DotKernel("q8_K", kquants.matmul_q3_K),
     T.Q4_K: DotKernel("q8_K", kquants.matmul_q4_K),
     T.Q5_K: DotKernel("q8_K", kquants.matmul_q5_K),
-    T.Q6_K: DotKernel("q8_K", kquants.matmul_q6_K),
+    T.Q6_K: DotKernel("q8_K", fast_kquants.matmul_q6_K),
 }
 
 
