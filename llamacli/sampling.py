@@ -92,22 +92,20 @@ class Sampler:
 
     def sample(self, logits: np.ndarray) -> int:
         p = self.p
-        ids = np.arange(logits.shape[0])
-        lg = logits.astype(np.float32, copy=True)
+        lg = logits
         if self._penalties_active() and self.counts:
+            lg = logits.astype(np.float32, copy=True)  # only when something is penalised
             for tok, cnt in self.counts.items():
                 v = lg[tok]
                 v = v * p.repeat_penalty if v <= 0 else v / p.repeat_penalty
                 lg[tok] = v - np.float32(cnt * p.frequency_penalty + (cnt > 0) * p.presence_penalty)
-        # top-k: sorted descending by logit (ties by id)
-        k = p.top_k if p.top_k > 0 else lg.shape[0]
-        k = min(k, lg.shape[0])
-        if k < lg.shape[0]:
-            part = np.argpartition(-lg, k - 1)[:k]
-        else:
-            part = ids
-        order = part[np.lexsort((part, -lg[part]))]
-        ids, lg = order, lg[order]
+        # top-k: sorted descending by logit (ties by id); a partition avoids sorting the vocabulary
+        n = lg.shape[0]
+        k = min(p.top_k if p.top_k > 0 else n, n)
+        part = np.argpartition(lg, n - k)[n - k:] if k < n else np.arange(n)
+        vals = lg[part].astype(np.float32)
+        order = np.lexsort((part, -vals))
+        ids, lg = part[order], vals[order]
         sorted_ = True
         if p.typical_p < 1.0:
             ids, lg = self._typical(ids, lg)
