@@ -106,28 +106,36 @@ def store_kv(k, v, cache_k, cache_vt, pos0):
 @njit(inline="always", cache=True)
 def dot_f16_avx(x, y, n):
     """dot_f16 with the F16C/FMA instructions ggml uses (kernels/simd.py f16_fma32); same bits."""
+    np_ = n & ~31
     acc = zeros32()
-    for i in range(0, n, 32):
+    for i in range(0, np_, 32):
         acc = f16_fma32(acc, x, i, y, i)
-    return reduce8_hadd((acc[0] + acc[16]) + (acc[8] + acc[24]), (acc[1] + acc[17]) + (acc[9] + acc[25]),
-                        (acc[2] + acc[18]) + (acc[10] + acc[26]), (acc[3] + acc[19]) + (acc[11] + acc[27]),
-                        (acc[4] + acc[20]) + (acc[12] + acc[28]), (acc[5] + acc[21]) + (acc[13] + acc[29]),
-                        (acc[6] + acc[22]) + (acc[14] + acc[30]), (acc[7] + acc[23]) + (acc[15] + acc[31]))
+    s = np.float64(reduce8_hadd((acc[0] + acc[16]) + (acc[8] + acc[24]), (acc[1] + acc[17]) + (acc[9] + acc[25]),
+                                (acc[2] + acc[18]) + (acc[10] + acc[26]), (acc[3] + acc[19]) + (acc[11] + acc[27]),
+                                (acc[4] + acc[20]) + (acc[12] + acc[28]), (acc[5] + acc[21]) + (acc[13] + acc[29]),
+                                (acc[6] + acc[22]) + (acc[14] + acc[30]), (acc[7] + acc[23]) + (acc[15] + acc[31])))
+    for i in range(np_, n):  # leftovers, summed in double as ggml does
+        s += np.float64(np.float32(x[i] * F16_TO_F32[y[i]]))
+    return np.float32(s)
 
 
 @njit(inline="always", cache=True)
 def dot_f16(x, y, n, acc):
-    """ggml_vec_dot_f16 (AVX + F16C): x float32 values already fp16-exact, y fp16 bits, n a
-    multiple of 32. Four accumulators of eight lanes (acc, 32 floats of scratch) take fused
-    multiply-adds; then GGML_F32x8_REDUCE."""
+    """ggml_vec_dot_f16 (AVX + F16C): x float32 values already fp16-exact, y fp16 bits. Four
+    accumulators of eight lanes (acc, 32 floats of scratch) take fused multiply-adds over the
+    first n & ~31 elements, then GGML_F32x8_REDUCE; the leftovers are added in double."""
+    np_ = n & ~31
     for i in range(32):
         acc[i] = 0.0
-    for i in range(0, n, 32):
+    for i in range(0, np_, 32):
         for j in range(32):
             acc[j] = fma32(x[i + j], F16_TO_F32[y[i + j]], acc[j])
     for l in range(8):  # sum[0] += sum[2]; sum[1] += sum[3]; sum[0] += sum[1]
         acc[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l])
-    return reduce8_hadd(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+    s = np.float64(reduce8_hadd(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]))
+    for i in range(np_, n):
+        s += np.float64(np.float32(x[i] * F16_TO_F32[y[i]]))
+    return np.float32(s)
 
 
 @njit(parallel=True, cache=True)

@@ -14,7 +14,7 @@ def _both_dots(x, y, n, acc):
 
 def test_f16_dot_avx_is_bit_identical_to_portable_and_close_to_float64():
     rng = np.random.default_rng(0)
-    for n in (32, 64, 256, 1024):
+    for n in (16, 32, 48, 64, 80, 256, 1024):
         for _ in range(50):
             x = rng.standard_normal(n).astype(np.float16).astype(np.float32)
             y = rng.standard_normal(n).astype(np.float16)
@@ -50,3 +50,20 @@ def test_rms_norm_matches_float64():
     ops.rms_norm(x, w, np.float32(1e-5), out)
     ref = x / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + 1e-5) * w
     assert np.allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_does_not_depend_on_batching_or_leftover_cache(tmp_path):
+    """Heads narrower than 32 (leftover elements): the same logits one token at a time, in a
+    batch, and after a reset over a cache holding other values."""
+    from llamacli.model.transformer import load_model
+    from synthetic import write_tiny_llama
+
+    path = write_tiny_llama(tmp_path / "h16.gguf", n_embd=64, n_head=4, n_head_kv=2)  # head_dim 16
+    m = load_model(path, n_ctx=64, n_batch=64, n_threads=1)
+    toks = [5, 9, 200, 31, 7, 7, 100, 3]
+    one = np.stack([m.eval([t])[0].copy() for t in toks])
+    m.state.reset()
+    m.eval([11, 12, 13, 14, 15, 16, 17, 18, 19])
+    m.state.reset()
+    batch = m.eval(toks, want="all")
+    assert np.array_equal(one, batch)
