@@ -32,14 +32,15 @@ MODELS = {  # model -> (cached source, F16 file made from it)
 
 def run(cmd: list[str]) -> tuple[float, int]:
     """(wall seconds, peak RSS in MiB) of one child process."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.perf_counter() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-2000:]}")
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the child
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{log.read().decode(errors='replace')[-2000:]}")
     return dt, ru.ru_maxrss // 1024
 
 
@@ -57,13 +58,16 @@ def f16_file(model: str) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("models", nargs="*", default=list(MODELS), help=f"any of {', '.join(MODELS)}")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--type", default="Q4_K_M")
     ap.add_argument("--llama-quantize", default="/work/peer-build/bin/llama-quantize")
     ap.add_argument("--llamacli", default=str(REPO / ".venv" / "bin" / "llamacli"))
     a = ap.parse_args()
+    for m in a.models:
+        if m not in MODELS:
+            ap.error(f"unknown model {m!r} (one of {', '.join(MODELS)})")
     if not Path(a.llama_quantize).exists():
         raise SystemExit(f"{a.llama_quantize}: not built (see the README of the peer build)")
 
