@@ -102,3 +102,16 @@ def test_ctrl_c_prints_summary_and_exits_130(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "eval time" in err and "Traceback" not in err
+
+
+def test_context_whose_kv_cache_cannot_fit_is_refused(capsys, tiny):
+    code, _, err = run(capsys, "-m", tiny, "-p", "the", "-c", 2_000_000_000)
+    _one_line_error(code, err)
+    assert "MiB" in err and "KV cache" in err
+
+
+def test_n_beyond_context_stops_at_a_full_context(capsys, tiny):
+    code, out, err = run(capsys, "-m", tiny, "-p", "the", "-n", 500, "-c", 32, "-s", 1, "--ignore-eos")
+    assert code == 0
+    assert "context full" in err
+    assert "/    32 tokens" in err  # prompt + generated tokens fill the 32 positions
