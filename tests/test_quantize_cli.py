@@ -284,3 +284,24 @@ def test_f32_value_too_large_for_f16_fails_validation(tmp_path, capsys):
     out = tmp_path / "ok.gguf"
     assert run(capsys, m, out, "Q8_0")[0] == 0  # 1e6 / 127 fits an fp16 scale
     assert os.path.getsize(out) > 0
+
+
+def test_file_size_limit_mid_write_is_one_clean_error(tiny, tmp_path):
+    """A real write failure (RLIMIT_FSIZE, like a full disk): one line, status 1, no output."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so the write fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    out = tmp_path / "out.gguf"
+    p = subprocess.run([sys.executable, "-m", "llamacli", "quantize", str(tiny), str(out), "F32"],
+                       capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    assert p.returncode == 1, p.stderr
+    lines = [l for l in p.stderr.splitlines() if l.startswith("llamacli: error:")]
+    assert len(lines) == 1 and "Traceback" not in p.stderr
+    assert not out.exists()
+    assert [x.name for x in tmp_path.iterdir()] == []
