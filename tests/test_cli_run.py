@@ -115,3 +115,27 @@ def test_n_beyond_context_stops_at_a_full_context(capsys, tiny):
     assert code == 0
     assert "context full" in err
     assert "/    32 tokens" in err  # prompt + generated tokens fill the 32 positions
+
+
+@pytest.mark.parametrize("cmd", ["bench", "perplexity"])
+def test_ctrl_c_in_bench_and_perplexity_exits_130_leaving_no_output(tmp_path, golden, cmd):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model = write_tiny_llama(tmp_path / "tiny.gguf", n_embd=256, n_ff=1024, n_layer=4)
+    saved = tmp_path / "logits.npz"
+    args = {"bench": ["bench", "-m", str(model), "-p", "256", "-n", "256", "-r", "50", "-t", "1"],
+            "perplexity": ["perplexity", "-m", str(model), "-f", str(golden / "reference.txt"), "-c", "64",
+                           "-t", "1", "--save-logits", str(saved)]}[cmd]
+    proc = subprocess.Popen([sys.executable, "-m", "llamacli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.gguf"]
