@@ -315,22 +315,29 @@ def _hsum8_ir(builder, v):
     return builder.fadd(builder.fadd(s[0], s[2]), builder.fadd(s[1], s[3]))
 
 
-def _row_intrinsic(kind):
-    """Build the codegen of a row dot product over nb blocks for one legacy block kind:
-    'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'. Arguments: (w, q, d, s, nb, bs) with w the row's
-    bytes, q the activation row (int8), d and s its per-block scales (float32), nb blocks of
-    bs bytes."""
+def _row_intrinsic(kind, ntok=1):
+    """Build the codegen of a row dot product over nb blocks for one legacy block kind
+    ('q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1') against ntok activation rows at once. Arguments:
+    (w, q_0..q_{ntok-1}, d_0.., s_0.., nb, bs): w the row's bytes, q_t an activation row (int8),
+    d_t and s_t its per-block scales (float32), nb blocks of bs bytes. Each token keeps its own
+    accumulators, so every result has exactly the bits of a one-token call; the weights are
+    unpacked once for all tokens, and the independent fma chains overlap (prompt processing)."""
 
     def codegen(context, builder, signature, args):
-        w_ty, q_ty, d_ty, s_ty = signature.args[:4]
-        wbase = context.make_array(w_ty)(context, builder, args[0]).data
-        wbase = builder.bitcast(wbase, ir.IntType(8).as_pointer())
-        qbase = builder.bitcast(context.make_array(q_ty)(context, builder, args[1]).data, ir.IntType(8).as_pointer())
-        dbase = context.make_array(d_ty)(context, builder, args[2]).data
-        sbase = context.make_array(s_ty)(context, builder, args[3]).data
-        nb, bs = args[4], args[5]
+        i8p = ir.IntType(8).as_pointer()
+        w_ty = signature.args[0]
+        wbase = builder.bitcast(context.make_array(w_ty)(context, builder, args[0]).data, i8p)
+        qb = [builder.bitcast(context.make_array(signature.args[1 + t])(context, builder, args[1 + t]).data, i8p)
+              for t in range(ntok)]
+        db = [context.make_array(signature.args[1 + ntok + t])(context, builder, args[1 + ntok + t]).data
+              for t in range(ntok)]
+        sb = [context.make_array(signature.args[1 + 2 * ntok + t])(context, builder, args[1 + 2 * ntok + t]).data
+              for t in range(ntok)]
+        nb, bs = args[1 + 3 * ntok], args[2 + 3 * ntok]
         fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
         fma1 = builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(_F32, [_F32] * 3))
+        c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
+        has_min = kind in ("q4_1", "q5_1")
 
         entry = builder.basic_block
         loop = builder.append_basic_block("row.loop")
@@ -340,57 +347,63 @@ def _row_intrinsic(kind):
 
         builder.position_at_end(loop)
         i = builder.phi(_I64)
-        acc = builder.phi(_F32x8)
-        summs = builder.phi(_F32)
-        i.add_incoming(ir.Constant(_I64, 0), entry)
-        acc.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
-        summs.add_incoming(ir.Constant(_F32, 0.0), entry)
+        i.add_incoming(c64(0), entry)
+        accs, summs = [], []
+        for t in range(ntok):
+            a = builder.phi(_F32x8)
+            a.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+            m = builder.phi(_F32)
+            m.add_incoming(ir.Constant(_F32, 0.0), entry)
+            accs.append(a)
+            summs.append(m)
         builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
 
         builder.position_at_end(body)
         o = builder.mul(i, bs)
-        y = _load(builder, builder.gep(qbase, [builder.mul(i, ir.Constant(_I64, 32))]), _I8x32)
         d_w = _f16_at(builder, wbase, o)
-        d_x = builder.load(builder.gep(dbase, [i]), align=4)
-        new_summs = summs
+        m_w = _f16_at(builder, wbase, builder.add(o, c64(2))) if has_min else None
+        # the weights of the block, unpacked once
         if kind == "q8_0":
-            x = _load(builder, builder.gep(wbase, [builder.add(o, ir.Constant(_I64, 2))]), _I8x32)
-            ux, uy = _signed_pairs(builder, x, y)
+            x = _load(builder, builder.gep(wbase, [builder.add(o, c64(2))]), _I8x32)
         elif kind in ("q4_0", "q4_1"):
-            qs_off = 2 if kind == "q4_0" else 4
-            x = _nibbles32(builder, builder.gep(wbase, [builder.add(o, ir.Constant(_I64, qs_off))]))
-            if kind == "q4_0":
-                ux, uy = _signed_pairs(builder, builder.sub(x, ir.Constant(_I8x32, [8] * 32)), y)
-            else:
-                ux, uy = x, y
-        else:  # q5_0, q5_1
+            x = _nibbles32(builder, builder.gep(wbase, [builder.add(o, c64(2 if kind == "q4_0" else 4))]))
+        else:
             qh_off, qs_off = (2, 6) if kind == "q5_0" else (4, 8)
-            qhp = builder.bitcast(builder.gep(wbase, [builder.add(o, ir.Constant(_I64, qh_off))]), ir.IntType(32).as_pointer())
+            qhp = builder.bitcast(builder.gep(wbase, [builder.add(o, c64(qh_off))]), ir.IntType(32).as_pointer())
             bits = builder.bitcast(builder.load(qhp, align=1), ir.VectorType(ir.IntType(1), 32))
-            x = _nibbles32(builder, builder.gep(wbase, [builder.add(o, ir.Constant(_I64, qs_off))]))
+            x = _nibbles32(builder, builder.gep(wbase, [builder.add(o, c64(qs_off))]))
             x = builder.or_(x, builder.select(bits, ir.Constant(_I8x32, [16] * 32), ir.Constant(_I8x32, [0] * 32)))
-            if kind == "q5_0":
-                ux, uy = _signed_pairs(builder, builder.sub(x, ir.Constant(_I8x32, [16] * 32)), y)
+        if kind in ("q4_0", "q5_0"):
+            x = builder.sub(x, ir.Constant(_I8x32, [8 if kind == "q4_0" else 16] * 32))
+        signed = kind in ("q8_0", "q4_0", "q5_0")
+        for t in range(ntok):
+            y = _load(builder, builder.gep(qb[t], [builder.mul(i, c64(32))]), _I8x32)
+            ux, uy = _signed_pairs(builder, x, y) if signed else (x, y)
+            if has_min:  # summs += m_w * s_x, fused as GCC compiles it
+                s_x = builder.load(builder.gep(sb[t], [i]), align=4)
+                new_summs = builder.call(fma1, [m_w, s_x, summs[t]])
             else:
-                ux, uy = x, y
-        if kind in ("q4_1", "q5_1"):  # summs += m_w * s_x, fused as GCC compiles it
-            m_w = _f16_at(builder, wbase, builder.add(o, ir.Constant(_I64, 2)))
-            s_x = builder.load(builder.gep(sbase, [i]), align=4)
-            new_summs = builder.call(fma1, [m_w, s_x, summs])
-        dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, uy])
-        lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
-        dd = builder.fmul(d_w, d_x)
-        new_acc = builder.call(fma8, [_splat(builder, dd, _F32x8), builder.sitofp(lanes, _F32x8), acc])
-        i.add_incoming(builder.add(i, ir.Constant(_I64, 1)), body)
-        acc.add_incoming(new_acc, body)
-        summs.add_incoming(new_summs, body)
+                new_summs = summs[t]
+            dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, uy])
+            lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
+            dd = builder.fmul(d_w, builder.load(builder.gep(db[t], [i]), align=4))
+            new_acc = builder.call(fma8, [_splat(builder, dd, _F32x8), builder.sitofp(lanes, _F32x8), accs[t]])
+            accs[t].add_incoming(new_acc, body)
+            summs[t].add_incoming(new_summs, body)
+        i.add_incoming(builder.add(i, c64(1)), body)
         builder.branch(loop)
 
         builder.position_at_end(done)
-        total = _hsum8_ir(builder, acc)
-        if kind in ("q4_1", "q5_1"):
-            total = builder.fadd(total, summs)
-        return total
+        outs = []
+        for t in range(ntok):
+            total = _hsum8_ir(builder, accs[t])
+            outs.append(builder.fadd(total, summs[t]) if has_min else total)
+        if ntok == 1:
+            return outs[0]
+        res = context.get_constant_undef(signature.return_type)
+        for t in range(ntok):
+            res = builder.insert_value(res, outs[t], t)
+        return res
 
     return codegen
 
@@ -398,10 +411,20 @@ def _row_intrinsic(kind):
 def _make_row_dot(kind):
     @intrinsic
     def row_dot(typingctx, w, q, d, s, nb, bs):
-        return types.float32(w, q, d, s, types.int64, types.int64), _row_intrinsic(kind)
+        return types.float32(w, q, d, s, types.int64, types.int64), _row_intrinsic(kind, 1)
 
     row_dot.__doc__ = f"ggml_vec_dot_{kind}_q8_{'1' if kind.endswith('_1') else '0'} (AVX2) over one row."
     return row_dot
+
+
+def _make_row_dot2(kind):
+    @intrinsic
+    def row_dot2(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
+        sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, s0, s1, types.int64, types.int64)
+        return sig, _row_intrinsic(kind, 2)
+
+    row_dot2.__doc__ = f"The {kind} row dot product for two activation rows at once (same bits as two calls)."
+    return row_dot2
 
 
 row_dot_q8_0 = _make_row_dot("q8_0")
@@ -409,6 +432,11 @@ row_dot_q4_0 = _make_row_dot("q4_0")
 row_dot_q4_1 = _make_row_dot("q4_1")
 row_dot_q5_0 = _make_row_dot("q5_0")
 row_dot_q5_1 = _make_row_dot("q5_1")
+row_dot2_q8_0 = _make_row_dot2("q8_0")
+row_dot2_q4_0 = _make_row_dot2("q4_0")
+row_dot2_q4_1 = _make_row_dot2("q4_1")
+row_dot2_q5_0 = _make_row_dot2("q5_0")
+row_dot2_q5_1 = _make_row_dot2("q5_1")
 
 
 def _q6k_codegen(context, builder, signature, args):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ..simd import row_dot_q4_0, row_dot_q4_1, row_dot_q5_0, row_dot_q5_1, row_dot_q8_0
+from ..simd import (row_dot2_q4_0, row_dot2_q4_1, row_dot2_q5_0, row_dot2_q5_1, row_dot2_q8_0, row_dot_q4_0,
+                    row_dot_q4_1, row_dot_q5_0, row_dot_q5_1, row_dot_q8_0)
 from .legacy import BS_Q4_0, BS_Q4_1, BS_Q5_0, BS_Q5_1, BS_Q8_0
 
 
@@ -19,8 +20,12 @@ def matmul_q4_0(W, q, d, aux, out, scratch):
     """ggml_vec_dot_q4_0_q8_0 (AVX2)."""
     nb = W.shape[1] // BS_Q4_0
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
-            out[t, r] = row_dot_q4_0(W[r], q[t], d[t], d[t], nb, BS_Q4_0)
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q4_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1],
+                                                        nb, BS_Q4_0)
+        if T % 2:
+            out[T - 1, r] = row_dot_q4_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q4_0)
 
 
 @njit(parallel=True, cache=True)
@@ -28,8 +33,12 @@ def matmul_q4_1(W, q, d, s, out, scratch):
     """ggml_vec_dot_q4_1_q8_1 (AVX2)."""
     nb = W.shape[1] // BS_Q4_1
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
-            out[t, r] = row_dot_q4_1(W[r], q[t], d[t], s[t], nb, BS_Q4_1)
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q4_1(W[r], q[t], q[t + 1], d[t], d[t + 1], s[t], s[t + 1],
+                                                        nb, BS_Q4_1)
+        if T % 2:
+            out[T - 1, r] = row_dot_q4_1(W[r], q[T - 1], d[T - 1], s[T - 1], nb, BS_Q4_1)
 
 
 @njit(parallel=True, cache=True)
@@ -37,8 +46,12 @@ def matmul_q5_0(W, q, d, aux, out, scratch):
     """ggml_vec_dot_q5_0_q8_0 (AVX2)."""
     nb = W.shape[1] // BS_Q5_0
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
-            out[t, r] = row_dot_q5_0(W[r], q[t], d[t], d[t], nb, BS_Q5_0)
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q5_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1],
+                                                        nb, BS_Q5_0)
+        if T % 2:
+            out[T - 1, r] = row_dot_q5_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q5_0)
 
 
 @njit(parallel=True, cache=True)
@@ -46,8 +59,12 @@ def matmul_q5_1(W, q, d, s, out, scratch):
     """ggml_vec_dot_q5_1_q8_1 (AVX2)."""
     nb = W.shape[1] // BS_Q5_1
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
-            out[t, r] = row_dot_q5_1(W[r], q[t], d[t], s[t], nb, BS_Q5_1)
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q5_1(W[r], q[t], q[t + 1], d[t], d[t + 1], s[t], s[t + 1],
+                                                        nb, BS_Q5_1)
+        if T % 2:
+            out[T - 1, r] = row_dot_q5_1(W[r], q[T - 1], d[T - 1], s[T - 1], nb, BS_Q5_1)
 
 
 @njit(parallel=True, cache=True)
@@ -55,5 +72,9 @@ def matmul_q8_0(W, q, d, aux, out, scratch):
     """ggml_vec_dot_q8_0_q8_0 (AVX2)."""
     nb = W.shape[1] // BS_Q8_0
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
-            out[t, r] = row_dot_q8_0(W[r], q[t], d[t], d[t], nb, BS_Q8_0)
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q8_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1],
+                                                        nb, BS_Q8_0)
+        if T % 2:
+            out[T - 1, r] = row_dot_q8_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q8_0)
