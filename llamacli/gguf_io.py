@@ -362,8 +362,9 @@ def _map(path: Path) -> np.ndarray:
         raise LlamacliError(f"{path}: cannot be read ({e.strerror})") from None
 
 
-def open_gguf(path: str | os.PathLike) -> GGUFFile:
-    return GGUFFile(path)
+def open_gguf(path: "str | os.PathLike | GGUFFile") -> GGUFFile:
+    """Open a GGUF; an already open GGUFFile is returned as it is (no second parse)."""
+    return path if isinstance(path, GGUFFile) else GGUFFile(path)
 
 
 # -- writing (llamacli quantize) -----------------------------------------------------------------

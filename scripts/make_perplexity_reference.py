@@ -19,13 +19,15 @@ The binary is taken from $LLAMA_PERPLEXITY (default /work/peer-build/bin/llama-p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from llamacli.fetch import sha256_of  # noqa: E402  (stdlib only: runs under the peer's interpreter too)
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("LLAMACLI_CACHE", Path.home() / ".cache" / "llamacli"))
@@ -45,14 +47,6 @@ RUNS = {  # name -> extra arguments
 
 CHUNK_RE = re.compile(r"\[(\d+)\]([0-9.]+|nan|inf),")
 FINAL_RE = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def version() -> str:
@@ -88,9 +82,9 @@ def main(names: list[str]) -> None:
             sys.exit(f"{model} is missing: run scripts/fetch_models.py {name}")
         doc = {
             "model": MODELS[name],
-            "model_sha256": sha256(model),
+            "model_sha256": sha256_of(model),
             "text": TEXT.name,
-            "text_sha256": sha256(TEXT),
+            "text_sha256": sha256_of(TEXT),
             "n_ctx": N_CTX,
             "llama_cpp": version(),
             "runs": {run_name: run(model, extra) for run_name, extra in RUNS.items()},

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Golden data for `llamacli quantize`, made by llama.cpp itself (llama-cpp-python's library).
 
-Run it with the peer's interpreter (it needs ``llama_cpp`` and ``gguf``, not llamacli):
+Run it with the peer's interpreter (it needs ``llama_cpp`` and ``gguf``; of llamacli only the stdlib-only fetch module):
 
     /work/peer-venv/bin/python scripts/make_quant_reference.py [smollm2] [gemma3]
 
@@ -29,6 +29,9 @@ from pathlib import Path
 
 import llama_cpp
 from gguf import GGUFReader, LlamaFileType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from llamacli.fetch import sha256_of  # noqa: E402  (stdlib only: runs under the peer's interpreter too)
 
 CACHE = Path(os.environ.get("LLAMACLI_CACHE", Path.home() / ".cache" / "llamacli"))
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "quant"
@@ -69,14 +72,6 @@ def llama_quantize(inp: Path, out: Path, ftype: int, allow_requantize: bool = Fa
     return rc == 0
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tensor_hashes(path: Path) -> tuple[list[str], list[str]]:
     """(names in file order, "type:sha256[:16]" of each tensor's data)."""
     r = GGUFReader(path)
@@ -91,7 +86,7 @@ def record(path: Path, names: list[str]) -> dict:
     n, h = tensor_hashes(path)
     if n != names:
         raise SystemExit(f"{path}: tensor order differs from the F16 file's")
-    return {"file_sha256": file_sha256(path), "tensors": h}
+    return {"file_sha256": sha256_of(path), "tensors": h}
 
 
 def main(models: list[str]) -> None:
@@ -106,11 +101,11 @@ def main(models: list[str]) -> None:
         doc = {
             "model": model,
             "source": src_name,
-            "source_sha256": file_sha256(src),
+            "source_sha256": sha256_of(src),
             "f16_file": f16_name,
             "made_by": f"llama-cpp-python {llama_cpp.__version__} (llama_model_quantize, default params)",
             "names": names,
-            "f16": {"file_sha256": file_sha256(f16), "tensors": hashes},
+            "f16": {"file_sha256": sha256_of(f16), "tensors": hashes},
             "targets": {},
         }
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:

@@ -69,6 +69,7 @@ def command(
 ):
     """Complete a prompt, streaming the text; llama.cpp's perf summary goes to stderr."""
     from ..generate import Generator, choose_context  # the engine loads only when it is needed
+    from ..gguf_io import open_gguf
 
     if prompt is not None and file is not None:
         raise LlamacliError("give the prompt with -p or -f, not both")
@@ -88,7 +89,8 @@ def command(
             raise LlamacliError(f"{name} must be at least 1, got {v}")
     if not 0 <= seed <= 0xFFFFFFFF:
         raise LlamacliError(f"-s must be between 0 and {0xFFFFFFFF}, got {seed}")
-    n_ctx, note = choose_context(model, ctx_size)
+    gf = open_gguf(model)  # parsed once, for the context size and for the model
+    n_ctx, note = choose_context(gf, ctx_size)
     if note:
         print(f"llamacli: warning: {note}", file=sys.stderr)
     if repeat_last_n < 0:
@@ -96,7 +98,7 @@ def command(
     params = SamplerParams(temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical,
                            repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
-    gen = Generator(model, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
     ids = gen.tokenize_prompt(prompt)
     gen.check_prompt(ids)
     out = sys.stdout
