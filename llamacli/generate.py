@@ -113,14 +113,26 @@ class Generator:
         self.check_prompt(prompt)
         sampler = Sampler(params, self.model.cfg.n_vocab)
         self.sampler = sampler
-        self.context_full = False
         for t in prompt:
             sampler.accept(t)
-        perf = self.perf
+        logits = self.eval_prompt(prompt)
+        return self.sample_loop(logits, n_predict, sampler, ignore_eos, on_token)
+
+    def eval_prompt(self, tokens: list[int]):
+        """Append prompt tokens to the context (counted as prompt eval); the last row's logits."""
         t0 = time.perf_counter()
-        logits = self.model.eval(prompt, want="last")
-        perf.t_prompt_ms += (time.perf_counter() - t0) * 1e3
-        perf.n_prompt += len(prompt)
+        logits = self.model.eval(tokens, want="last")
+        self.perf.t_prompt_ms += (time.perf_counter() - t0) * 1e3
+        self.perf.n_prompt += len(tokens)
+        return logits
+
+    def sample_loop(self, logits, n_predict: int, sampler: Sampler, ignore_eos: bool = False,
+                    on_token: Callable[[int], None] | None = None) -> list[int]:
+        """Sample from `logits`, evaluate the pick, repeat: up to n_predict tokens (-1: no limit),
+        an end-of-generation token (not returned) or a full context (`context_full` is set).
+        The last returned token is not evaluated when the loop ends on n_predict or the context."""
+        perf = self.perf
+        self.context_full = False
         out: list[int] = []
         while n_predict < 0 or len(out) < n_predict:
             t0 = time.perf_counter()

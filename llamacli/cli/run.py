@@ -66,24 +66,42 @@ def command(
     ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep generating past end-of-generation tokens."),
     escape: bool = typer.Option(True, "-e/-E", "--escape/--no-escape", help="Process escapes (\\n, \\t, \\xNN, ...) in the prompt."),
     no_display_prompt: bool = typer.Option(False, "--no-display-prompt", help="Do not print the prompt."),
+    conversation: bool = typer.Option(False, "-cnv", "--conversation",
+                                      help="Chat with the model through its chat template. Off by default: "
+                                           "completion stays the default, so scripts keep working."),
+    system_prompt: str = typer.Option(None, "-sys", "--system-prompt", help="System message of the conversation (-cnv)."),
+    single_turn: bool = typer.Option(False, "-st", "--single-turn", help="Answer one user turn, then exit (-cnv)."),
+    chat_template: str = typer.Option(None, "--chat-template",
+                                      help="Chat template (-cnv): a built-in name (chatml, gemma, llama3, phi3, "
+                                           "zephyr) or Jinja source. Default: the model's, else chatml."),
+    chat_template_file: Path = typer.Option(None, "--chat-template-file", help="Read the Jinja chat template from a file (-cnv)."),
 ):
-    """Complete a prompt, streaming the text; llama.cpp's perf summary goes to stderr."""
+    """Complete a prompt, streaming the text; llama.cpp's perf summary goes to stderr.
+
+    With -cnv, chat instead: -p (if given) is the first user turn, then each line read is one
+    (interactive with line editing, or piped). /exit, /regen, /clear as in llama-cli."""
     from ..generate import Generator, choose_context  # the engine loads only when it is needed
     from ..gguf_io import open_gguf
+
+    if not conversation:
+        for flag, v in (("-sys", system_prompt), ("-st", single_turn or None), ("--chat-template", chat_template),
+                        ("--chat-template-file", chat_template_file)):
+            if v is not None:
+                raise LlamacliError(f"{flag} needs -cnv (conversation mode is opt-in)")
+    if chat_template is not None and chat_template_file is not None:
+        raise LlamacliError("give --chat-template or --chat-template-file, not both")
+    if chat_template_file is not None:
+        chat_template = _read_text(chat_template_file, "chat template file")
 
     if prompt is not None and file is not None:
         raise LlamacliError("give the prompt with -p or -f, not both")
     if file is not None:
-        try:
-            prompt = file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise LlamacliError(f"{file}: cannot read the prompt file ({e.strerror})") from None
-        except UnicodeDecodeError:
-            raise LlamacliError(f"{file}: the prompt file is not UTF-8 text") from None
-    if prompt is None:
+        prompt = _read_text(file, "prompt file")
+    if prompt is None and not conversation:
         prompt = ""
     if escape:
-        prompt = process_escapes(prompt)
+        prompt = process_escapes(prompt) if prompt is not None else None
+        system_prompt = process_escapes(system_prompt) if system_prompt is not None else None
     for name, v in (("-t", threads), ("-b", batch_size)):
         if v < 1:
             raise LlamacliError(f"{name} must be at least 1, got {v}")
@@ -99,6 +117,9 @@ def command(
                            repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
     gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    if conversation:
+        _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed)
+        return
     ids = gen.tokenize_prompt(prompt)
     gen.check_prompt(ids)
     out = sys.stdout
@@ -126,9 +147,39 @@ def command(
         out.write("\n")
         out.flush()
     finally:
-        print("", file=sys.stderr)
-        print(f"llamacli: seed = {gen.sampler.seed if hasattr(gen, 'sampler') else seed}", file=sys.stderr)
-        for line in gen.perf.lines():
-            print(line, file=sys.stderr)
+        _perf_summary(gen, gen.sampler.seed if hasattr(gen, "sampler") else seed)
     if interrupted:
         raise typer.Exit(130)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise LlamacliError(f"{path}: cannot read the {what} ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise LlamacliError(f"{path}: the {what} is not UTF-8 text") from None
+
+
+def _perf_summary(gen, seed: int) -> None:
+    print("", file=sys.stderr)
+    print(f"llamacli: seed = {seed}", file=sys.stderr)
+    for line in gen.perf.lines():
+        print(line, file=sys.stderr)
+
+
+def _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed) -> None:
+    from ..chat_template import choose_template
+    from ..conversation import Session, converse
+
+    template, note = choose_template(gf, gen.tokenizer, chat_template)
+    if note:
+        print(f"llamacli: warning: {note}", file=sys.stderr)
+    session = Session(gen, template, params, system=system_prompt, n_predict=n_predict, ignore_eos=ignore_eos)
+    try:
+        status = converse(session, first=prompt, single_turn=single_turn)
+    finally:
+        print("\nExiting...", file=sys.stderr)
+        _perf_summary(gen, session.sampler.seed)
+    if status:
+        raise typer.Exit(status)

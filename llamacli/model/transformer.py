@@ -71,6 +71,13 @@ class State:
     def reset(self) -> None:
         self.n_past = 0
 
+    def truncate(self, n_keep: int) -> None:
+        """Forget every position from n_keep on (llama_memory_seq_rm): the cache holds one K/V
+        row per position and attention masks by n_past, so the rows are simply overwritten."""
+        if not 0 <= n_keep <= self.n_past:
+            raise ValueError(f"cannot keep {n_keep} of {self.n_past} cached positions")
+        self.n_past = n_keep
+
 
 @dataclass
 class Model:
