@@ -18,7 +18,7 @@ from numba import njit, prange
 
 from .dot.fp16 import F16_TO_F32, f16_round, f32_to_f16_bits
 from .dot.legacy import FASTMATH
-from .simd import f16_fma32, fma32, hsum8, reduce8_hadd, v_expf, zeros32
+from .simd import exp8_shifted, f16_fma32, fma32, hsum8, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8, v_expf, zeros32
 
 
 @njit(cache=True)
@@ -143,71 +143,80 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
     """Causal multi-head attention over an F16 KV cache, as llama.cpp's non-flash path computes
     it for one query at a time: kq = K @ fp16(q) (ggml_vec_dot_f16), softmax(kq * scale + mask)
     with ggml_v_expf in groups of eight and a float64 sum, the probabilities rounded to fp16,
-    then V^T @ p (ggml_vec_dot_f16 again).
+    then V^T @ p (ggml_vec_dot_f16 again, over the row padded to 32).
+
+    Only the keys a query can see are computed. That leaves every bit as llama.cpp's full row
+    gives it: a masked score is exp(-inf) = +0, which adds nothing to a group's hsum or to the
+    double total, and a chunk of 32 zero probabilities leaves the V accumulators unchanged
+    (fma(+-0, v, acc) = acc, and an accumulator that starts at +0 stays +0).
 
     q (T, n_head, D) float32 holding fp16-exact values; cache_k (n_ctx, n_head_kv*D) and
-    cache_vt (n_head_kv*D, n_ctx) fp16 bits; pos (T,) the position of each query; n_kv keys in
-    use; window > 0 masks keys more than window-1 behind (sliding-window attention); softcap > 0
-    applies tanh soft-capping to the scores. scratch (n_threads, n_ctx + 64) float32, a row per
-    thread; out (T, n_head*D)."""
+    cache_vt (n_head_kv*D, n_ctx padded to 32) fp16 bits; pos (T,) the position of each query;
+    n_kv keys in use; window > 0 masks keys more than window-1 behind (sliding-window
+    attention); softcap > 0 applies tanh soft-capping to the scores. scratch (n_threads,
+    n_ctx + 64) float32, a row per thread; out (T, n_head*D)."""
     T, H, D = q.shape
     HKV = cache_k.shape[1] // D
     group = H // HKV
-    n8 = (n_kv + 7) // 8 * 8
-    n32 = (n_kv + 31) // 32 * 32
-    n_ctx = cache_k.shape[0]
+    ek = cache_k.shape[1]
+    vstride = cache_vt.shape[1]
+    D32 = D & ~31
     for job in prange(H * T):
         h = job // T
         t = job % T
         g = h // group
         p = pos[t]
-        row = scratch[numba.get_thread_id()]
-        s = row[:n32]
-        acc = row[n_ctx + 32:n_ctx + 64]
-        qv = q[t, h]
+        s = scratch[numba.get_thread_id()]
+        lo = 0 if window <= 0 else max(0, p - window + 1)  # the keys this query sees: lo..hi-1
+        hi = min(p + 1, n_kv)
+        g0, g1 = lo // 8 * 8, (hi + 7) // 8 * 8  # softmax groups of eight that hold them
+        c0, c1 = lo // 32 * 32, (hi + 31) // 32 * 32  # V dot chunks of 32 that hold them
+        qo = (t * H + h) * D
         mx = -np.inf
-        for j in range(n_kv):
-            if j > p or (window > 0 and p - j >= window):
-                s[j] = -np.inf
-                continue
-            v = dot_f16_avx(qv, cache_k[j, g * D:(g + 1) * D], D) * scale
+        for j in range(lo, hi):
+            v = row_dot_f16(q, qo, cache_k, j * ek + g * D, D32)
+            if D32 < D:  # leftovers, summed in double as ggml does
+                acc = np.float64(v)
+                for i in range(D32, D):
+                    acc += np.float64(np.float32(q[t, h, i] * F16_TO_F32[cache_k[j, g * D + i]]))
+                v = np.float32(acc)
+            v = v * scale
             if softcap > 0:
                 v = np.float32(softcap * math.tanh(v / softcap))
             s[j] = v
             if v > mx:
                 mx = v
-        for j in range(n_kv, n32):
+        for j in range(g0, lo):
+            s[j] = -np.inf
+        for j in range(hi, g1):
             s[j] = -np.inf
         total = 0.0
-        for j in range(0, n8, 8):
-            e0 = v_expf(s[j] - mx)
-            e1 = v_expf(s[j + 1] - mx)
-            e2 = v_expf(s[j + 2] - mx)
-            e3 = v_expf(s[j + 3] - mx)
-            e4 = v_expf(s[j + 4] - mx)
-            e5 = v_expf(s[j + 5] - mx)
-            e6 = v_expf(s[j + 6] - mx)
-            e7 = v_expf(s[j + 7] - mx)
-            s[j], s[j + 1], s[j + 2], s[j + 3] = e0, e1, e2, e3
-            s[j + 4], s[j + 5], s[j + 6], s[j + 7] = e4, e5, e6, e7
-            total += np.float64(hsum8(e0, e1, e2, e3, e4, e5, e6, e7))
+        for j in range(g0, g1, 8):
+            total += np.float64(exp8_shifted(s, j, mx))
         inv = np.float32(1.0 / total)
-        for j in range(n8):
-            s[j] = f16_round(s[j] * inv)
-        for j in range(n8, n32):
+        for j in range(g0, g1, 8):
+            scale8_to_f16(s, j, inv)
+        for j in range(c0, g0):
+            s[j] = 0.0
+        for j in range(g1, c1):
             s[j] = 0.0
         for i in range(D):
-            out[t, h * D + i] = dot_f16_avx(s, cache_vt[g * D + i], n32)
+            out[t, h * D + i] = row_dot_f16(s, c0, cache_vt, (g * D + i) * vstride + c0, c1 - c0)
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def swiglu(gate, up, out):
-    """ggml_vec_swiglu_f32 (AVX2): silu(g) = g / (1 + ggml_v_expf(-g)), times up."""
+    """ggml_vec_swiglu_f32 (AVX2): silu(g) = g / (1 + ggml_v_expf(-g)), times up, eight lanes at
+    a time (n_ff is a multiple of 8). Prompt batches run their rows in parallel; one token runs
+    on the calling thread."""
     T, n = gate.shape
-    for t in range(T):
-        for i in range(n):
-            g = gate[t, i]
-            out[t, i] = (g / (np.float32(1.0) + v_expf(-g))) * up[t, i]
+    if T == 1:
+        for i in range(0, n, 8):
+            silu_mul8(gate, i, up, i, out, i)
+        return
+    for t in prange(T):
+        for i in range(0, n, 8):
+            silu_mul8(gate, t * n + i, up, t * n + i, out, t * n + i)
 
 
 GELU_COEF_A = np.float32(0.044715)
@@ -235,21 +244,28 @@ def _gelu_table() -> np.ndarray:
 GELU_F16 = _gelu_table()  # (65536,) float32, indexed by the fp16 bits of the input
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
+def _geglu_row(g, u, o):
+    bits = g.view(np.uint32)
+    for i in range(g.shape[0]):
+        x = g[i]
+        if x <= np.float32(-10.0):
+            o[i] = 0.0
+        elif x >= np.float32(10.0):
+            o[i] = x * u[i]
+        else:
+            o[i] = GELU_F16[f32_to_f16_bits(bits[i], x)] * u[i]
+
+
+@njit(parallel=True, cache=True)
 def geglu(gate, up, out):
     """ggml_vec_geglu_f32 with GGML_GELU_FP16: gelu(g) from the fp16 table for -10 < g < 10,
-    0 below, g itself above; times up. gate, up, out: (T, n_ff)."""
-    T, n = gate.shape
-    bits = gate.view(np.uint32)
-    for t in range(T):
-        for i in range(n):
-            x = gate[t, i]
-            if x <= np.float32(-10.0):
-                out[t, i] = 0.0
-            elif x >= np.float32(10.0):
-                out[t, i] = x * up[t, i]
-            else:
-                out[t, i] = GELU_F16[f32_to_f16_bits(bits[t, i], x)] * up[t, i]
+    0 below, g itself above; times up. gate, up, out: (T, n_ff); a batch's rows in parallel."""
+    if gate.shape[0] == 1:
+        _geglu_row(gate[0], up[0], out[0])
+        return
+    for t in prange(gate.shape[0]):
+        _geglu_row(gate[t], up[t], out[t])
 
 
 @njit(cache=True)

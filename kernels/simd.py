@@ -507,3 +507,257 @@ def _q6k_codegen(context, builder, signature, args):
 def row_dot_q6_K(typingctx, w, q, d, bsums, nb, bs):
     """ggml_vec_dot_q6_K_q8_K (AVX2) over one row of nb super-blocks of bs bytes."""
     return types.float32(w, q, d, bsums, types.int64, types.int64), _q6k_codegen
+
+
+# -- attention ---------------------------------------------------------------------------------
+#
+# llama.cpp's non-flash attention is two ggml_vec_dot_f16 matmuls around ggml_soft_max_f32.
+# These run their inner loops in IR with vector phis, as the row dot products above do.
+
+def _f32_ptr(context, builder, arrty, arr, off):
+    return builder.bitcast(_ptr(context, builder, arrty, arr, off), _F32.as_pointer())
+
+
+def _reduce32_ir(builder, a):
+    """GGML_F32x8_REDUCE over four accumulators: (a0 + a2) + (a1 + a3), then the two hadds."""
+    v = builder.fadd(builder.fadd(a[0], a[2]), builder.fadd(a[1], a[3]))
+    e = [builder.extract_element(v, ir.Constant(ir.IntType(32), i)) for i in range(8)]
+    t = [builder.fadd(e[i], e[i + 4]) for i in range(4)]
+    return builder.fadd(builder.fadd(t[0], t[1]), builder.fadd(t[2], t[3]))
+
+
+@intrinsic
+def row_dot_f16(typingctx, x, xo, y, yo, n):
+    """ggml_vec_dot_f16 (AVX + F16C) over n elements, n a multiple of 32 (the caller adds the
+    leftovers): x[xo:] float32 values that are fp16-exact, y[yo:] fp16 bits, both flat offsets
+    into C-contiguous arrays. Four accumulators of eight lanes, then GGML_F32x8_REDUCE."""
+    sig = types.float32(x, types.int64, y, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        xp = _f32_ptr(context, builder, signature.args[0], args[0], args[1])
+        yp = builder.bitcast(_ptr(context, builder, signature.args[2], args[2], args[3]), ir.HalfType().as_pointer())
+        n = args[4]
+        fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        entry = builder.basic_block
+        loop = builder.append_basic_block("f16dot.loop")
+        body = builder.append_basic_block("f16dot.body")
+        done = builder.append_basic_block("f16dot.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(_I64)
+        i.add_incoming(ir.Constant(_I64, 0), entry)
+        acc = []
+        for _ in range(4):
+            a = builder.phi(_F32x8)
+            a.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+            acc.append(a)
+        builder.cbranch(builder.icmp_signed("<", i, n), body, done)
+        builder.position_at_end(body)
+        for j in range(4):
+            off = builder.add(i, ir.Constant(_I64, 8 * j))
+            xv = builder.load(builder.bitcast(builder.gep(xp, [off]), _F32x8.as_pointer()), align=4)
+            yv = builder.fpext(builder.load(builder.bitcast(builder.gep(yp, [off]), _F16x8.as_pointer()), align=2), _F32x8)
+            acc[j].add_incoming(builder.call(fma8, [xv, yv, acc[j]]), body)
+        i.add_incoming(builder.add(i, ir.Constant(_I64, 32)), body)
+        builder.branch(loop)
+        builder.position_at_end(done)
+        return _reduce32_ir(builder, acc)
+
+    return sig, codegen
+
+
+def _c8(v):
+    return ir.Constant(_F32x8, [float(v)] * 8)
+
+
+def _i8(v):
+    return ir.Constant(_I32x8, [int(v)] * 8)
+
+
+def _v_expf_ir(builder, x):
+    """ggml_v_expf (AVX2 + FMA) on eight lanes. Each lane's value is the one v_expf gives it
+    alone: the fast path where |n| <= 126, else ggml's slow-path formulas, chosen per lane."""
+    fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+    fma = lambda a, b, c: builder.call(fma8, [a, b, c])  # noqa: E731
+    z = fma(x, _c8(EXP_LOG2E), _c8(EXP_R))
+    n = builder.fsub(z, _c8(EXP_R))
+    neg_n = builder.fneg(n)
+    b = fma(neg_n, _c8(EXP_LN2_LO), fma(neg_n, _c8(EXP_LN2_HI), x))
+    e = builder.shl(builder.bitcast(z, _I32x8), _i8(23))
+    k = builder.bitcast(builder.add(e, _i8(ONE_BITS)), _F32x8)
+    u = builder.fmul(b, b)
+    j = fma(fma(fma(_c8(EXP_P0), b, _c8(EXP_P1)), u, fma(_c8(EXP_P2), b, _c8(EXP_P3))), u,
+            builder.fmul(_c8(EXP_P4), b))
+    fast = fma(j, k, k)
+    an = builder.bitcast(builder.and_(builder.bitcast(n, _I32x8), _i8(0x7FFFFFFF)), _F32x8)  # andnot(-0.f, n)
+    g = builder.select(builder.fcmp_ordered("<=", n, _c8(0.0)), _i8(SLOW_G), _i8(0))
+    s1 = builder.bitcast(builder.add(g, _i8(0x7F000000)), _F32x8)
+    s2 = builder.bitcast(builder.sub(e, g), _F32x8)
+    slow = builder.select(builder.fcmp_ordered(">", an, _c8(192.0)), builder.fmul(s1, s1),
+                          builder.fmul(fma(s2, j, s2), s1))
+    return builder.select(builder.fcmp_ordered(">", an, _c8(126.0)), slow, fast)
+
+
+@intrinsic
+def exp8_shifted(typingctx, s, so, mx):
+    """ggml_vec_soft_max_f32's step on eight scores: s[so:so+8] = ggml_v_expf(s - mx) in place;
+    returns their hsum_float_8 (the caller sums these in double)."""
+    sig = types.float32(s, types.int64, types.float32)
+
+    def codegen(context, builder, signature, args):
+        p = builder.bitcast(_f32_ptr(context, builder, signature.args[0], args[0], args[1]), _F32x8.as_pointer())
+        x = builder.fsub(builder.load(p, align=4), _splat(builder, args[2], _F32x8))
+        ex = _v_expf_ir(builder, x)
+        builder.store(ex, p, align=4)
+        return _hsum8_ir(builder, ex)
+
+    return sig, codegen
+
+
+@intrinsic
+def scale8_to_f16(typingctx, s, so, k):
+    """s[so:so+8] = fp16(s * k), kept as float32: the probabilities as ggml converts them to
+    the F16 vec_dot type (vcvtps2ph, round to nearest even)."""
+    sig = types.void(s, types.int64, types.float32)
+
+    def codegen(context, builder, signature, args):
+        p = builder.bitcast(_f32_ptr(context, builder, signature.args[0], args[0], args[1]), _F32x8.as_pointer())
+        v = builder.fmul(builder.load(p, align=4), _splat(builder, args[2], _F32x8))
+        builder.store(builder.fpext(builder.fptrunc(v, _F16x8), _F32x8), p, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def silu_mul8(typingctx, g, go, u, uo, out, oo):
+    """ggml_vec_swiglu_f32's AVX2 step: out[oo:oo+8] = ggml_v_silu(g[go:go+8]) * u[uo:uo+8],
+    where ggml_v_silu(x) = x / (1 + ggml_v_expf(0 - x))."""
+    sig = types.void(g, types.int64, u, types.int64, out, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = lambda k: builder.bitcast(_f32_ptr(context, builder, signature.args[k], args[k], args[k + 1]),  # noqa: E731
+                                        _F32x8.as_pointer())
+        x = builder.load(ptr(0), align=4)
+        y = builder.load(ptr(2), align=4)
+        e = _v_expf_ir(builder, builder.fsub(_c8(0.0), x))
+        silu = builder.fdiv(x, builder.fadd(_c8(1.0), e))
+        builder.store(builder.fmul(silu, y), ptr(4), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _q4k_codegen(ntok):
+    """ggml_gemv_q4_K_8x8_q8_K's arithmetic for one row (the order ggml uses for Q4_K weights it
+    repacked at load time) against ntok q8_K rows. Arguments (w, q_0.., d_0.., bsums_0.., nb, bs).
+    Per super-block the integer sums are exact (maddubs on the nibbles, madd with the 6-bit
+    scales; the mins against the pairs of bsums), then acc = fma(isum, d_w * d_x, acc) and
+    acc_min = fma(summ, dmin_w * d_x, acc_min); the result is acc - acc_min."""
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        wbase = builder.bitcast(context.make_array(signature.args[0])(context, builder, args[0]).data, i8p)
+        arr = lambda k: context.make_array(signature.args[k])(context, builder, args[k]).data  # noqa: E731
+        qb = [builder.bitcast(arr(1 + t), i8p) for t in range(ntok)]
+        db = [arr(1 + ntok + t) for t in range(ntok)]
+        bb = [arr(1 + 2 * ntok + t) for t in range(ntok)]
+        nb, bs = args[1 + 3 * ntok], args[2 + 3 * ntok]
+        fma1 = builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(_F32, [_F32] * 3))
+        c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
+        c32 = lambda v: ir.Constant(i32, v)  # noqa: E731
+        I16x8 = ir.VectorType(ir.IntType(16), 8)
+        I32x16 = ir.VectorType(i32, 16)
+        I32x2 = ir.VectorType(i32, 2)
+        I8x8 = ir.VectorType(ir.IntType(8), 8)
+
+        def hadd_i32x8(v):
+            e = [builder.extract_element(v, c32(k)) for k in range(8)]
+            return builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
+                               builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
+
+        def bytes8(a, b):  # two i32 words -> eight bytes -> eight i16
+            v = builder.insert_element(builder.insert_element(ir.Constant(I32x2, ir.Undefined), a, c32(0)), b, c32(1))
+            return builder.zext(builder.bitcast(v, I8x8), I16x8)
+
+        entry = builder.basic_block
+        loop = builder.append_basic_block("q4k.loop")
+        body = builder.append_basic_block("q4k.body")
+        done = builder.append_basic_block("q4k.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(_I64)
+        i.add_incoming(c64(0), entry)
+        accs, mins = [], []
+        for t in range(ntok):
+            a = builder.phi(_F32)
+            a.add_incoming(ir.Constant(_F32, 0.0), entry)
+            m = builder.phi(_F32)
+            m.add_incoming(ir.Constant(_F32, 0.0), entry)
+            accs.append(a)
+            mins.append(m)
+        builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
+
+        builder.position_at_end(body)
+        o = builder.mul(i, bs)
+        blk = builder.gep(wbase, [o])
+        d_w = _f16_at(builder, blk, c64(0))
+        dmin_w = _f16_at(builder, blk, c64(2))
+        u = [builder.load(builder.bitcast(builder.gep(blk, [c64(4 + 4 * k)]), i32.as_pointer()), align=1)
+             for k in range(3)]
+        k1, k2, k3 = c32(0x3F3F3F3F), c32(0x0F0F0F0F), c32(0x03030303)
+        sc_hi = builder.or_(builder.and_(u[2], k2), builder.shl(builder.and_(builder.lshr(u[0], c32(6)), k3), c32(4)))
+        m_hi = builder.or_(builder.and_(builder.lshr(u[2], c32(4)), k2),
+                           builder.shl(builder.and_(builder.lshr(u[1], c32(6)), k3), c32(4)))
+        scales = bytes8(builder.and_(u[0], k1), sc_hi)  # get_scale_min_k4, j = 0..7
+        mins8 = builder.zext(bytes8(builder.and_(u[1], k1), m_hi), _I32x8)
+        splat = [builder.shuffle_vector(scales, scales, ir.Constant(ir.VectorType(i32, 16), [k] * 16))
+                 for k in range(8)]
+        lo, hi = [], []
+        for j in range(4):
+            x = _load(builder, builder.gep(blk, [c64(16 + 32 * j)]), _I8x32)
+            lo.append(builder.and_(x, ir.Constant(_I8x32, [15] * 32)))
+            hi.append(builder.lshr(x, ir.Constant(_I8x32, [4] * 32)))
+        for t in range(ntok):
+            qx = builder.gep(qb[t], [builder.mul(i, c64(256))])
+            s32 = ir.Constant(_I32x8, [0] * 8)
+            for j in range(4):
+                for half, xs in ((0, lo[j]), (1, hi[j])):
+                    y = _load(builder, builder.gep(qx, [c64(64 * j + 32 * half)]), _I8x32)
+                    p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [xs, y])
+                    s32 = builder.add(s32, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [p16, splat[2 * j + half]]))
+            isum = hadd_i32x8(s32)
+            bsum = builder.load(builder.bitcast(builder.gep(bb[t], [builder.mul(i, c64(16))]), I32x16.as_pointer()), align=4)
+            pairs = builder.add(builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(0, 16, 2)))),
+                                builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(1, 16, 2)))))
+            summ = hadd_i32x8(builder.mul(pairs, mins8))
+            dy = builder.load(builder.gep(db[t], [i]), align=4)
+            accs[t].add_incoming(builder.call(fma1, [builder.sitofp(isum, _F32), builder.fmul(d_w, dy), accs[t]]), body)
+            mins[t].add_incoming(builder.call(fma1, [builder.sitofp(summ, _F32), builder.fmul(dmin_w, dy), mins[t]]), body)
+        i.add_incoming(builder.add(i, c64(1)), body)
+        builder.branch(loop)
+
+        builder.position_at_end(done)
+        outs = [builder.fsub(accs[t], mins[t]) for t in range(ntok)]
+        if ntok == 1:
+            return outs[0]
+        res = context.get_constant_undef(signature.return_type)
+        for t in range(ntok):
+            res = builder.insert_value(res, outs[t], t)
+        return res
+
+    return codegen
+
+
+@intrinsic
+def row_dot_q4_K(typingctx, w, q, d, bsums, nb, bs):
+    """A Q4_K row (repacked-gemv order) against one q8_K row."""
+    return types.float32(w, q, d, bsums, types.int64, types.int64), _q4k_codegen(1)
+
+
+@intrinsic
+def row_dot2_q4_K(typingctx, w, q0, q1, d0, d1, b0, b1, nb, bs):
+    """A Q4_K row against two q8_K rows at once (same bits as two calls)."""
+    sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, b0, b1, types.int64, types.int64)
+    return sig, _q4k_codegen(2)

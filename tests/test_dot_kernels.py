@@ -66,9 +66,11 @@ def test_activation_quantizers_match_twin():
             assert np.array_equal(act.aux, aux), kind
 
 
-@pytest.mark.parametrize("name", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q6_K"])
-def test_avx2_kernels_bit_identical_to_portable(name):
-    """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits."""
+@pytest.mark.parametrize("name,n_rows", [("q4_0", 37), ("q4_1", 37), ("q5_0", 37), ("q5_1", 37), ("q8_0", 37),
+                                         ("q6_K", 37), ("q4_K", 40), ("q4_K", 37)])
+def test_avx2_kernels_bit_identical_to_portable(name, n_rows):
+    """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits (Q4_K: 40
+    rows take the repacked-gemv order, 37 rows vec_dot's)."""
     from llamacli.kernels.dot import kquants, legacy, matmul
     if not matmul.HAS_AVX2:
         pytest.fail("this machine kind has AVX2; the fast kernels must be exercised")
@@ -76,12 +78,12 @@ def test_avx2_kernels_bit_identical_to_portable(name):
     portable, fast = (kquants, kquants_avx2) if name.endswith("K") else (legacy, legacy_avx2)
     qtype = T[name.upper()]
     rng = np.random.default_rng(11)
-    rows = naive.random_rows(qtype, 37, 1024, rng)
+    rows = naive.random_rows(qtype, n_rows, 1024, rng)
     x = (rng.standard_normal((3, 1024)) * 2).astype(np.float32)
     act = Activation(DOTS[qtype].act, 1024, 3)
     act.load(x)
-    a = np.zeros((3, 37), np.float32)
-    b = np.ones((3, 37), np.float32)
+    a = np.zeros((3, n_rows), np.float32)
+    b = np.ones((3, n_rows), np.float32)
     getattr(portable, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
     getattr(fast, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
     assert np.array_equal(a, b)

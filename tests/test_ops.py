@@ -1,9 +1,12 @@
 """Transformer ops against slow twins."""
 
+import numba
 import numpy as np
+import pytest
 from numba import njit
 
 from llamacli.kernels import ops
+from llamacli.kernels.dot.fp16 import f16_round
 from llamacli.kernels.simd import v_expf
 
 
@@ -67,3 +70,98 @@ def test_attention_does_not_depend_on_batching_or_leftover_cache(tmp_path):
     m.state.reset()
     batch = m.eval(toks, want="all")
     assert np.array_equal(one, batch)
+
+
+@njit(cache=True)
+def _attention_full_rows(q, cache_k, cache_vt, pos, n_kv, scale, window, out):
+    """The slow twin of ops.attention: llama.cpp's non-flash path as written, one query at a
+    time over the whole row of n_kv keys (masked ones too) with the portable scalar dot_f16,
+    scalar v_expf, and the V dot over the full row padded to 32."""
+    T, H, D = q.shape
+    group = H // (cache_k.shape[1] // D)
+    n8 = (n_kv + 7) // 8 * 8
+    n32 = (n_kv + 31) // 32 * 32
+    s = np.zeros(n32, np.float32)
+    acc = np.zeros(32, np.float32)
+    for h in range(H):
+        g = h // group
+        for t in range(T):
+            p = pos[t]
+            mx = -np.inf
+            for j in range(n32):
+                s[j] = -np.inf
+            for j in range(n_kv):
+                if j <= p and not (window > 0 and p - j >= window):
+                    s[j] = ops.dot_f16(q[t, h], cache_k[j, g * D:(g + 1) * D], D, acc) * scale
+                    mx = max(mx, s[j])
+            total = 0.0
+            for j in range(0, n8, 8):
+                e = np.zeros(8, np.float32)
+                for l in range(8):
+                    e[l] = v_expf(s[j + l] - mx)
+                    s[j + l] = e[l]
+                total += np.float64(((e[4] + e[0]) + (e[6] + e[2])) + ((e[5] + e[1]) + (e[7] + e[3])))
+            inv = np.float32(1.0 / total)
+            for j in range(n8):
+                s[j] = f16_round(s[j] * inv)
+            for j in range(n8, n32):
+                s[j] = 0.0
+            for i in range(D):
+                out[t, h * D + i] = ops.dot_f16(s, cache_vt[g * D + i], n32, acc)
+
+
+@pytest.mark.parametrize("D,H,HKV,T,past,window", [(64, 9, 3, 70, 0, 0), (64, 4, 4, 1, 45, 0), (256, 4, 1, 40, 9, 0),
+                                                   (80, 2, 1, 33, 20, 16), (16, 4, 2, 5, 3, 0), (64, 2, 2, 37, 60, 40)])
+def test_attention_is_bit_identical_to_the_full_row_twin(D, H, HKV, T, past, window):
+    """Computing only the keys a query sees, in vectorised IR, gives exactly the bits of the
+    whole masked row; and it is close to softmax attention in float64."""
+    rng = np.random.default_rng(D + T)
+    n_kv = past + T
+    n_ctx = n_kv + 7
+    k = rng.standard_normal((n_kv, HKV * D)).astype(np.float32)
+    v = rng.standard_normal((n_kv, HKV * D)).astype(np.float32)
+    ck = rng.integers(0, 0x7BFF, (n_ctx, HKV * D)).astype(np.uint16)  # stale entries past n_kv
+    cvt = rng.integers(0, 0x7BFF, (HKV * D, (n_ctx + 31) // 32 * 32)).astype(np.uint16)
+    ops.store_kv(k, v, ck, cvt, 0)
+    q = rng.standard_normal((T, H, D)).astype(np.float16).astype(np.float32)
+    pos = np.arange(past, n_kv, dtype=np.int64)
+    scale = np.float32(1 / np.sqrt(D))
+    fast = np.full((T, H * D), np.nan, np.float32)
+    ops.attention(q, ck, cvt, pos, n_kv, scale, window, 0.0, np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64),
+                                                                         np.float32), fast)
+    slow = np.full((T, H * D), np.nan, np.float32)
+    _attention_full_rows(q, ck, cvt, pos, n_kv, scale, window, slow)
+    assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32))
+    kf = ck[:n_kv].view(np.float16).astype(np.float64).reshape(n_kv, HKV, D)
+    vf = cvt[:, :n_kv].view(np.float16).astype(np.float64).T.reshape(n_kv, HKV, D)
+    for t in range(T):
+        for h in range(H):
+            g = h // (H // HKV)
+            sc = kf[:, g] @ q[t, h].astype(np.float64) * float(scale)
+            j = np.arange(n_kv)
+            sc[(j > pos[t]) | ((window > 0) & (pos[t] - j >= window))] = -np.inf
+            w = np.exp(sc - sc.max())
+            ref = (w / w.sum()) @ vf[:, g]
+            assert np.allclose(fast[t, h * D:(h + 1) * D], ref, rtol=0, atol=3e-3)
+
+
+@njit(cache=True)
+def _swiglu_scalar(gate, up, out):
+    for t in range(gate.shape[0]):
+        for i in range(gate.shape[1]):
+            g = gate[t, i]
+            out[t, i] = (g / (np.float32(1.0) + v_expf(np.float32(0.0) - g))) * up[t, i]
+
+
+@pytest.mark.parametrize("T", [1, 7])
+def test_swiglu_lanes_match_scalar_ggml_silu_and_float64(T):
+    rng = np.random.default_rng(T)
+    gate = (rng.standard_normal((T, 1536)) * 6).astype(np.float32)
+    gate[0, :8] = [0.0, -0.0, 88.0, -88.0, 100.0, -100.0, 1e-30, -1e-30]
+    up = rng.standard_normal((T, 1536)).astype(np.float32)
+    fast, slow = np.zeros_like(gate), np.zeros_like(gate)
+    ops.swiglu(gate, up, fast)
+    _swiglu_scalar(gate, up, slow)
+    assert np.array_equal(fast.view(np.uint32), slow.view(np.uint32))
+    g = gate.astype(np.float64)
+    assert np.allclose(fast, g / (1 + np.exp(-g)) * up, rtol=1e-6, atol=1e-30)

@@ -5,8 +5,9 @@ Before an integer dot product ggml quantizes each activation row (``vec_dot_type
 * q8_1 (Q4_1, Q5_1 weights): as q8_0 plus ``s = d * sum(q)`` as fp16, for the weight's min;
 * q8_K (all k-quants): 256 values share a float32 ``d``, with the sums of each 16 (bsums).
 
-Each quantizer fills preallocated arrays (the per-token path allocates nothing); they run on one
-thread, as waking the pool costs more than quantizing one token's activations:
+Each quantizer fills preallocated arrays (the per-token path allocates nothing); one token runs
+on the calling thread, as waking the pool costs more than quantizing it, and the rows of a
+prompt batch run in parallel:
 ``q`` int8[T, n]; ``d`` float32[T, n/32 or n/256]; ``s`` float32[T, n/32] (q8_1);
 ``bsums`` int32[T, n/16] (q8_K). Stored scales are the float32 value of their fp16 form,
 which is what ggml's dot products read back.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-from numba import njit
+from numba import njit, prange
 
 from .fp16 import f16_round as _as_f16
 
@@ -44,67 +45,80 @@ def _q8_block(x, base, qk, q, sumq_only):
     return d, s
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
+def _q8_0_row(xt, qt, dt):
+    for b in range(xt.shape[0] // QK8_0):
+        db, _ = _q8_block(xt, b * QK8_0, QK8_0, qt, True)
+        dt[b] = _as_f16(db)
+
+
+@njit(inline="always", cache=True)
+def _q8_1_row(xt, qt, dt, st):
+    for b in range(xt.shape[0] // QK8_1):
+        db, sb = _q8_block(xt, b * QK8_1, QK8_1, qt, False)
+        dt[b] = _as_f16(db)
+        st[b] = _as_f16(np.float32(db * np.float32(sb)))
+
+
+@njit(inline="always", cache=True)
+def _q8_K_row(xt, qt, dt, bt):
+    """quantize_row_q8_K_ref: the scale comes from the signed value of largest magnitude,
+    iscale = -127/max, nearest_int (ties to even), clamp at 127, d = 1/iscale."""
+    for b in range(xt.shape[0] // QK_K):
+        base = b * QK_K
+        amax = np.float32(0.0)
+        mx = np.float32(0.0)
+        for j in range(QK_K):
+            a = abs(xt[base + j])
+            if a > amax:
+                amax = a
+                mx = xt[base + j]
+        if amax == 0:
+            dt[b] = 0.0
+            for j in range(QK_K):
+                qt[base + j] = 0
+            for j in range(QK_K // 16):
+                bt[b * (QK_K // 16) + j] = 0
+            continue
+        iscale = np.float32(np.float32(-127.0) / mx)
+        for j in range(QK_K):
+            v = np.int32(np.rint(np.float32(iscale * xt[base + j])))
+            qt[base + j] = min(127, v)
+        for j in range(QK_K // 16):
+            acc = 0
+            for i in range(16):
+                acc += qt[base + j * 16 + i]
+            bt[b * (QK_K // 16) + j] = acc
+        dt[b] = np.float32(np.float32(1.0) / iscale)
+
+
+# One token is quantized on the calling thread; the rows of a prompt batch in parallel.
+
+@njit(parallel=True, cache=True)
 def quantize_q8_0(x, q, d):
     """x float32[T, n] -> q int8[T, n], d float32[T, n/32] (fp16-rounded)."""
-    T, n = x.shape
-    nb = n // QK8_0
-    for t in range(T):
-        xt = x[t]
-        qt = q[t]
-        for b in range(nb):
-            db, _ = _q8_block(xt, b * QK8_0, QK8_0, qt, True)
-            d[t, b] = _as_f16(db)
+    if x.shape[0] == 1:
+        _q8_0_row(x[0], q[0], d[0])
+        return
+    for t in prange(x.shape[0]):
+        _q8_0_row(x[t], q[t], d[t])
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def quantize_q8_1(x, q, d, s):
     """x float32[T, n] -> q int8[T, n], d and s float32[T, n/32] (both fp16-rounded)."""
-    T, n = x.shape
-    nb = n // QK8_1
-    for t in range(T):
-        xt = x[t]
-        qt = q[t]
-        for b in range(nb):
-            db, sb = _q8_block(xt, b * QK8_1, QK8_1, qt, False)
-            d[t, b] = _as_f16(db)
-            s[t, b] = _as_f16(np.float32(db * np.float32(sb)))
+    if x.shape[0] == 1:
+        _q8_1_row(x[0], q[0], d[0], s[0])
+        return
+    for t in prange(x.shape[0]):
+        _q8_1_row(x[t], q[t], d[t], s[t])
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def quantize_q8_K(x, q, d, bsums):
-    """x float32[T, n] -> q int8[T, n], d float32[T, n/256], bsums int32[T, n/16].
-
-    Mirrors quantize_row_q8_K_ref: the scale comes from the signed value of largest
-    magnitude, iscale = -127/max, nearest_int (ties to even), clamp at 127, d = 1/iscale."""
-    T, n = x.shape
-    nb = n // QK_K
-    for t in range(T):
-        xt = x[t]
-        qt = q[t]
-        for b in range(nb):
-            base = b * QK_K
-            amax = np.float32(0.0)
-            mx = np.float32(0.0)
-            for j in range(QK_K):
-                a = abs(xt[base + j])
-                if a > amax:
-                    amax = a
-                    mx = xt[base + j]
-            if amax == 0:
-                d[t, b] = 0.0
-                for j in range(QK_K):
-                    qt[base + j] = 0
-                for j in range(QK_K // 16):
-                    bsums[t, b * (QK_K // 16) + j] = 0
-                continue
-            iscale = np.float32(np.float32(-127.0) / mx)
-            for j in range(QK_K):
-                v = np.int32(np.rint(np.float32(iscale * xt[base + j])))
-                qt[base + j] = min(127, v)
-            for j in range(QK_K // 16):
-                acc = 0
-                for i in range(16):
-                    acc += qt[base + j * 16 + i]
-                bsums[t, b * (QK_K // 16) + j] = acc
-            d[t, b] = np.float32(np.float32(1.0) / iscale)
+    """x float32[T, n] -> q int8[T, n], d float32[T, n/256], bsums int32[T, n/16]."""
+    if x.shape[0] == 1:
+        _q8_K_row(x[0], q[0], d[0], bsums[0])
+        return
+    for t in prange(x.shape[0]):
+        _q8_K_row(x[t], q[t], d[t], bsums[t])

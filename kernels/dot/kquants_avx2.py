@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ..simd import row_dot_q6_K
-from .kquants import BS_Q6_K
+from ..simd import row_dot2_q4_K, row_dot_q4_K, row_dot_q6_K
+from . import kquants
+from .kquants import BS_Q4_K, BS_Q6_K
 
 
 @njit(parallel=True, cache=True)
@@ -19,3 +20,24 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
     for r in prange(W.shape[0]):
         for t in range(q.shape[0]):
             out[t, r] = row_dot_q6_K(W[r], q[t], d[t], bsums[t], nb, BS_Q6_K)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_q4_K_repacked(W, q, d, bsums, out, scratch):
+    nb = W.shape[1] // BS_Q4_K
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q4_K(W[r], q[t], q[t + 1], d[t], d[t + 1], bsums[t], bsums[t + 1],
+                                                        nb, BS_Q4_K)
+        if T % 2:
+            out[T - 1, r] = row_dot_q4_K(W[r], q[T - 1], d[T - 1], bsums[T - 1], nb, BS_Q4_K)
+
+
+def matmul_q4_K(W, q, d, bsums, out, scratch):
+    """Q4_K: ggml repacks weights with a row count divisible by 8 (q4_K_8x8) and multiplies them
+    with ggml_gemv_q4_K_8x8_q8_K, whose float steps this kernel follows; other shapes take
+    ggml_vec_dot_q4_K_q8_K's order in the portable kernel (kquants.matmul_q4_K)."""
+    if W.shape[0] % 8:
+        return kquants.matmul_q4_K(W, q, d, bsums, out, scratch)
+    return _matmul_q4_K_repacked(W, q, d, bsums, out, scratch)

@@ -52,7 +52,7 @@ DOTS: dict[T, DotKernel] = {
     T.Q8_0: DotKernel("q8_0", fast_legacy.matmul_q8_0),
     T.Q2_K: DotKernel("q8_K", kquants.matmul_q2_K),
     T.Q3_K: DotKernel("q8_K", kquants.matmul_q3_K),
-    T.Q4_K: DotKernel("q8_K", kquants.matmul_q4_K),
+    T.Q4_K: DotKernel("q8_K", fast_kquants.matmul_q4_K),
     T.Q5_K: DotKernel("q8_K", kquants.matmul_q5_K),
     T.Q6_K: DotKernel("q8_K", fast_kquants.matmul_q6_K),
 }

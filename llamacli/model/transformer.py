@@ -48,7 +48,8 @@ class State:
         self.up = np.zeros((T, F), np.float32)
         self.ffn = np.zeros((T, F), np.float32)
         self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
-        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, n_ctx), np.uint16)  # transposed
+        # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
+        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, (n_ctx + 31) // 32 * 32), np.uint16)
         # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
         half = cfg.rope_dims // 2
