@@ -79,6 +79,14 @@ class Activation:
             self.x = np.zeros((t_max, n), np.float32)  # (T, n) rounded to the weight's type
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, 64), np.float32)  # lane accumulators per thread
         self.t = 0
+        self._views: dict[int, tuple] = {}  # t -> the buffers' first t rows, made once (no per-call slicing)
+
+    def _rows(self, t: int) -> tuple:
+        v = self._views.get(t)
+        if v is None:
+            v = (self.q[:t], self.d[:t], self.aux[:t]) if self.kind in QUANT_KINDS else (self.x[:t],)
+            self._views[t] = v
+        return v
 
     def load(self, x: np.ndarray) -> None:
         """Quantize / round x float32[T, n] into the buffers."""
@@ -86,11 +94,12 @@ class Activation:
         self.t = t
         k = self.kind
         if k == "q8_0":
-            A.quantize_q8_0(x, self.q[:t], self.d[:t])
+            q, d, _ = self._rows(t)
+            A.quantize_q8_0(x, q, d)
         elif k == "q8_1":
-            A.quantize_q8_1(x, self.q[:t], self.d[:t], self.aux[:t])
+            A.quantize_q8_1(x, *self._rows(t))
         elif k == "q8_K":
-            A.quantize_q8_K(x, self.q[:t], self.d[:t], self.aux[:t])
+            A.quantize_q8_K(x, *self._rows(t))
         elif k == "f32":
             self.x[:t] = x
         elif k == "f16":
@@ -101,7 +110,10 @@ class Activation:
     def matmul(self, dot: DotKernel, rows: np.ndarray, out: np.ndarray) -> None:
         """out[:T, :R] = x @ rows.T for the T rows last loaded."""
         t = self.t
+        if out.shape[0] != t:
+            out = out[:t]
         if self.kind in QUANT_KINDS:
-            dot.matmul(rows, self.q[:t], self.d[:t], self.aux[:t], out[:t], self.scratch)
+            q, d, aux = self._rows(t)
+            dot.matmul(rows, q, d, aux, out, self.scratch)
         else:
-            dot.matmul(rows, self.x[:t], out[:t])
+            dot.matmul(rows, self._rows(t)[0], out)

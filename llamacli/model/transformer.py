@@ -58,6 +58,7 @@ class State:
         self.cos_local = np.zeros((T, half), np.float32)
         self.sin_local = np.zeros((T, half), np.float32)
         self.pos = np.zeros(T, np.int64)
+        self.head_dim = cfg.head_dim
         self.logits = np.zeros((T, cfg.n_vocab), np.float32)
         self.acts: dict[tuple[str, int], Activation] = {}
         lin: list[Linear] = [weights.output]
@@ -69,6 +70,17 @@ class State:
                 self.acts[key] = Activation(w.dot.act, w.n_in, T)
         self.n_past = 0
 
+        self.k_layers = list(self.k_cache)  # per-layer views, made once
+        self.v_layers = list(self.v_cache)
+        self._rows: dict[int, _Rows] = {}
+
+    def rows(self, T: int) -> "_Rows":
+        """The buffers' first T rows, as views made once per T (decode reuses the T = 1 set)."""
+        r = self._rows.get(T)
+        if r is None:
+            r = self._rows[T] = _Rows(self, T)
+        return r
+
     def reset(self) -> None:
         self.n_past = 0
 
@@ -78,6 +90,22 @@ class State:
         if not 0 <= n_keep <= self.n_past:
             raise ValueError(f"cannot keep {n_keep} of {self.n_past} cached positions")
         self.n_past = n_keep
+
+
+class _Rows:
+    """Views of the first T rows of each State buffer, shaped as the graph uses them."""
+
+    def __init__(self, S: State, T: int):
+        self.x, self.xn = S.x[:T], S.xn[:T]  # (T, E)
+        self.q, self.k, self.v = S.q[:T], S.k[:T], S.v[:T]
+        self.attn, self.proj = S.attn[:T], S.proj[:T]
+        self.gate, self.up, self.ffn = S.gate[:T], S.up[:T], S.ffn[:T]  # (T, F)
+        self.pos = S.pos[:T]
+        self.q3 = self.q.reshape(T, -1, S.head_dim)  # (T, n_head, D)
+        self.k3 = self.k.reshape(T, -1, S.head_dim)  # (T, n_head_kv, D)
+        self.q_flat = self.q.reshape(-1)
+        self.last_x, self.last_xn = self.x[T - 1:T], self.xn[:1]
+        self.logits_last = S.logits[:1]
 
 
 @dataclass
@@ -116,18 +144,21 @@ class Model:
         T = tokens.shape[0]
         p0 = S.n_past
         n_kv = p0 + T
-        x, xn = S.x[:T], S.xn[:T]
-        q, k, v = S.q[:T], S.k[:T], S.v[:T]
-        attn, proj = S.attn[:T], S.proj[:T]
-        gate, up, ffn = S.gate[:T], S.up[:T], S.ffn[:T]
-        pos = S.pos[:T]
-        pos[:] = np.arange(p0, n_kv)
+        R = S.rows(T)
+        x, xn = R.x, R.xn
+        q, k, v = R.q, R.k, R.v
+        attn, proj = R.attn, R.proj
+        gate, up, ffn = R.gate, R.up, R.ffn
+        pos = R.pos
+        if T == 1:
+            pos[0] = p0
+        else:
+            pos[:] = np.arange(p0, n_kv)
         ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base, cfg.rope_freq_scale, S.cos, S.sin)
         if cfg.sliding_window:
             ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base_local, cfg.rope_freq_scale_local,
                            S.cos_local, S.sin_local)
-        q3 = q.reshape(T, cfg.n_head, cfg.head_dim)
-        k3 = k.reshape(T, cfg.n_head_kv, cfg.head_dim)
+        q3, k3 = R.q3, R.k3  # (T, n_head, D), (T, n_head_kv, D)
         gemma = cfg.arch == "gemma3"
         kq_scale = np.float32(1.0) if gemma else np.float32(cfg.attn_scale)
 
@@ -157,9 +188,9 @@ class Model:
                 cb("Vcur", il, v)
             if gemma:
                 q *= np.float32(cfg.attn_scale)
-            ops.store_kv(k, v, S.k_cache[il], S.v_cache[il], p0)
-            round_to_f16(S.q[:T].reshape(-1), S.q[:T].reshape(-1))  # ggml converts q to fp16 for K @ q
-            ops.attention(q3, S.k_cache[il], S.v_cache[il], pos, n_kv, kq_scale,
+            ops.store_kv(k, v, S.k_layers[il], S.v_layers[il], p0)
+            round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
+            ops.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale,
                           cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
             self._linear(attn, L.wo, proj)
             if cb:
@@ -194,11 +225,12 @@ class Model:
         S.n_past = n_kv
         if want == "none":
             return S.logits[:0]
-        rows = x if want == "all" else x[T - 1:T]
-        n = rows.shape[0]
-        ops.rms_norm(rows, W.output_norm, cfg.rms_eps, xn[:n])
-        logits = S.logits[:n]
-        self._linear(xn[:n], W.output, logits)
+        if want == "all":
+            rows, rows_n, logits = x, xn, S.logits[:T]
+        else:
+            rows, rows_n, logits = R.last_x, R.last_xn, R.logits_last
+        ops.rms_norm(rows, W.output_norm, cfg.rms_eps, rows_n)
+        self._linear(rows_n, W.output, logits)
         if W.output_bias is not None:
             logits += W.output_bias
         if cfg.final_softcap:
@@ -221,7 +253,8 @@ class Model:
                 f"context full: {self.state.n_past} + {n} tokens exceed the context size {self.state.n_ctx}")
         if tokens.min() < 0 or tokens.max() >= self.cfg.n_vocab:
             raise LlamacliError(f"token id out of range [0, {self.cfg.n_vocab})")
-        numba.set_num_threads(self.n_threads)
+        if numba.get_num_threads() != self.n_threads:
+            numba.set_num_threads(self.n_threads)
         B = self.state.n_batch
         out = np.empty((n, self.cfg.n_vocab), np.float32) if want == "all" else None
         for s in range(0, n, B):
