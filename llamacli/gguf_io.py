@@ -309,7 +309,8 @@ class GGUFFile:
         raw[hdr[1:] + 7] = 0xFF
         text = raw[keep].tobytes().decode("utf-8", "surrogateescape")
         out = text.split("\udcff")
-        if len(out) == offs.shape[0] and not any("\udc80" <= c <= "\udcff" for c in set(text)):
+        # the separators are the only escapes allowed (a stray 0xFF byte also changes the count)
+        if len(out) == offs.shape[0] and not any("\udc80" <= c < "\udcff" for c in set(text)):
             return out
         # some element holds bytes that are not UTF-8: decode one by one
         mv = memoryview(self.buf)
