@@ -315,13 +315,17 @@ def _hsum8_ir(builder, v):
     return builder.fadd(builder.fadd(s[0], s[2]), builder.fadd(s[1], s[3]))
 
 
-def _row_intrinsic(kind, ntok=1):
+def _row_intrinsic(kind, ntok=1, repacked=False):
     """Build the codegen of a row dot product over nb blocks for one legacy block kind
     ('q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1') against ntok activation rows at once. Arguments:
     (w, q_0..q_{ntok-1}, d_0.., s_0.., nb, bs): w the row's bytes, q_t an activation row (int8),
     d_t and s_t its per-block scales (float32), nb blocks of bs bytes. Each token keeps its own
     accumulators, so every result has exactly the bits of a one-token call; the weights are
-    unpacked once for all tokens, and the independent fma chains overlap (prompt processing)."""
+    unpacked once for all tokens, and the independent fma chains overlap (prompt processing).
+
+    repacked (Q4_0 only): the order of ggml_gemv_q4_0_8x8_q8_0, which ggml uses for weights it
+    repacked at load time: the block's eight lanes are summed as integers (exactly) and one
+    float accumulator takes acc = fma(isum, d_w * d_x, acc)."""
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -349,9 +353,10 @@ def _row_intrinsic(kind, ntok=1):
         i = builder.phi(_I64)
         i.add_incoming(c64(0), entry)
         accs, summs = [], []
+        acc_ty = _F32 if repacked else _F32x8
         for t in range(ntok):
-            a = builder.phi(_F32x8)
-            a.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+            a = builder.phi(acc_ty)
+            a.add_incoming(ir.Constant(acc_ty, 0.0) if repacked else ir.Constant(_F32x8, [0.0] * 8), entry)
             m = builder.phi(_F32)
             m.add_incoming(ir.Constant(_F32, 0.0), entry)
             accs.append(a)
@@ -387,7 +392,13 @@ def _row_intrinsic(kind, ntok=1):
             dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, uy])
             lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
             dd = builder.fmul(d_w, builder.load(builder.gep(db[t], [i]), align=4))
-            new_acc = builder.call(fma8, [_splat(builder, dd, _F32x8), builder.sitofp(lanes, _F32x8), accs[t]])
+            if repacked:
+                e = [builder.extract_element(lanes, ir.Constant(ir.IntType(32), k)) for k in range(8)]
+                isum = builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
+                                   builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
+                new_acc = builder.call(fma1, [builder.sitofp(isum, _F32), dd, accs[t]])
+            else:
+                new_acc = builder.call(fma8, [_splat(builder, dd, _F32x8), builder.sitofp(lanes, _F32x8), accs[t]])
             accs[t].add_incoming(new_acc, body)
             summs[t].add_incoming(new_summs, body)
         i.add_incoming(builder.add(i, c64(1)), body)
@@ -396,7 +407,7 @@ def _row_intrinsic(kind, ntok=1):
         builder.position_at_end(done)
         outs = []
         for t in range(ntok):
-            total = _hsum8_ir(builder, accs[t])
+            total = accs[t] if repacked else _hsum8_ir(builder, accs[t])
             outs.append(builder.fadd(total, summs[t]) if has_min else total)
         if ntok == 1:
             return outs[0]
@@ -425,6 +436,19 @@ def _make_row_dot2(kind):
 
     row_dot2.__doc__ = f"The {kind} row dot product for two activation rows at once (same bits as two calls)."
     return row_dot2
+
+
+@intrinsic
+def row_dot_q4_0_repacked(typingctx, w, q, d, s, nb, bs):
+    """A Q4_0 row in ggml_gemv_q4_0_8x8_q8_0's order (weights ggml repacked at load time)."""
+    return types.float32(w, q, d, s, types.int64, types.int64), _row_intrinsic("q4_0", 1, repacked=True)
+
+
+@intrinsic
+def row_dot2_q4_0_repacked(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
+    """row_dot_q4_0_repacked for two activation rows at once (same bits as two calls)."""
+    sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, s0, s1, types.int64, types.int64)
+    return sig, _row_intrinsic("q4_0", 2, repacked=True)
 
 
 row_dot_q8_0 = _make_row_dot("q8_0")

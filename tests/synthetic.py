@@ -115,6 +115,12 @@ SYNTHETIC_MODELS = {
                              tensor_types={"attn_q": T.Q2_K, "attn_k": T.Q3_K, "attn_v": T.Q5_K,
                                            "attn_output": T.Q5_K, "ffn_gate": T.Q3_K, "ffn_up": T.Q2_K,
                                            "ffn_down": T.Q5_K, "output": T.Q3_K}),
+    # Q4_0 with a row count divisible by 8 goes through ggml's repacked q4_0_8x8 gemv on AVX2,
+    # the untied output (260 rows) through vec_dot_q4_0_q8_0. A model this small rarely shows
+    # the float order in its logits (fp16 scales absorb the last bits); the real Q4_0 SmolLM2
+    # in test_quantize_golden does.
+    "llama_q4_0": dict(arch="llama", n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, seed=4,
+                       tied=False, qtype=T.Q4_0),
 }
 SYNTHETIC_POSITIONS = 64
 

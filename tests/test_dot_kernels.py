@@ -66,11 +66,11 @@ def test_activation_quantizers_match_twin():
             assert np.array_equal(act.aux, aux), kind
 
 
-@pytest.mark.parametrize("name,n_rows", [("q4_0", 37), ("q4_1", 37), ("q5_0", 37), ("q5_1", 37), ("q8_0", 37),
+@pytest.mark.parametrize("name,n_rows", [("q4_0", 37), ("q4_0", 40), ("q4_1", 37), ("q5_0", 37), ("q5_1", 37), ("q8_0", 37),
                                          ("q6_K", 37), ("q4_K", 40), ("q4_K", 37)])
 def test_avx2_kernels_bit_identical_to_portable(name, n_rows):
-    """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits (Q4_K: 40
-    rows take the repacked-gemv order, 37 rows vec_dot's)."""
+    """The AVX2 intrinsics kernels and the portable lane kernels compute the same bits (Q4_0 and
+    Q4_K: 40 rows take the repacked-gemv order, 37 rows vec_dot's)."""
     from llamacli.kernels.dot import kquants, legacy, matmul
     if not matmul.HAS_AVX2:
         pytest.fail("this machine kind has AVX2; the fast kernels must be exercised")

@@ -69,15 +69,31 @@ def _v5(w, o, qh, j, offset):
 
 @njit(parallel=True, cache=True)
 def matmul_q4_0(W, q, d, aux, out, scratch):
-    """ggml_vec_dot_q4_0_q8_0 (AVX2)."""
+    """ggml_vec_dot_q4_0_q8_0 (AVX2), or, when the row count is a multiple of 8, the order of
+    ggml_gemv_q4_0_8x8_q8_0: on AVX2 ggml repacks such weights at load time (q4_0_8x8), and
+    each output keeps one float accumulator, acc = fma(isum, d_w * d_x, acc) per block, where
+    isum is the block's exact integer dot product."""
     R = W.shape[0]
     nb = W.shape[1] // BS_Q4_0
     half = _lane_count(d, nb) // 2
+    repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: q4_0_8x8 when ne[1] % 8 == 0
     for r in prange(R):
         w = W[r]
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
+            if repacked:
+                a = np.float32(0.0)
+                for b in range(nb):
+                    o = b * BS_Q4_0 + 2
+                    qo = b * QK
+                    isum = np.int32(0)
+                    for j in range(QK // 2):
+                        v = np.int32(w[o + j])
+                        isum += ((v & 15) - 8) * np.int32(qt[qo + j]) + ((v >> 4) - 8) * np.int32(qt[qo + QK // 2 + j])
+                    a = fma32(np.float32(isum), _h(w, o - 2) * d[t, b], a)
+                out[t, r] = a
+                continue
             for l in range(8):
                 acc[l] = 0.0
             for b in range(nb):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ..simd import (row_dot2_q4_0, row_dot2_q4_1, row_dot2_q5_0, row_dot2_q5_1, row_dot2_q8_0, row_dot_q4_0,
-                    row_dot_q4_1, row_dot_q5_0, row_dot_q5_1, row_dot_q8_0)
+from ..simd import (row_dot2_q4_0, row_dot2_q4_0_repacked, row_dot2_q4_1, row_dot2_q5_0, row_dot2_q5_1,
+                    row_dot2_q8_0, row_dot_q4_0, row_dot_q4_0_repacked, row_dot_q4_1, row_dot_q5_0, row_dot_q5_1,
+                    row_dot_q8_0)
 from .legacy import BS_Q4_0, BS_Q4_1, BS_Q5_0, BS_Q5_1, BS_Q8_0
 
 
 @njit(parallel=True, cache=True)
-def matmul_q4_0(W, q, d, aux, out, scratch):
-    """ggml_vec_dot_q4_0_q8_0 (AVX2)."""
+def _matmul_q4_0_vec_dot(W, q, d, aux, out, scratch):
     nb = W.shape[1] // BS_Q4_0
     for r in prange(W.shape[0]):
         T = q.shape[0]
@@ -26,6 +26,26 @@ def matmul_q4_0(W, q, d, aux, out, scratch):
                                                         nb, BS_Q4_0)
         if T % 2:
             out[T - 1, r] = row_dot_q4_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q4_0)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_q4_0_repacked(W, q, d, aux, out, scratch):
+    nb = W.shape[1] // BS_Q4_0
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = row_dot2_q4_0_repacked(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1],
+                                                                 nb, BS_Q4_0)
+        if T % 2:
+            out[T - 1, r] = row_dot_q4_0_repacked(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q4_0)
+
+
+def matmul_q4_0(W, q, d, aux, out, scratch):
+    """Q4_0: ggml_gemv_q4_0_8x8_q8_0's order for weights with a row count divisible by 8 (ggml
+    repacks those on AVX2), ggml_vec_dot_q4_0_q8_0 (AVX2) for the others."""
+    if W.shape[0] % 8:
+        return _matmul_q4_0_vec_dot(W, q, d, aux, out, scratch)
+    return _matmul_q4_0_repacked(W, q, d, aux, out, scratch)
 
 
 @njit(parallel=True, cache=True)
