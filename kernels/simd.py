@@ -451,6 +451,25 @@ def row_dot2_q4_0_repacked(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
     return sig, _row_intrinsic("q4_0", 2, repacked=True)
 
 
+def _make_row_dot4(kind):
+    @intrinsic
+    def row_dot4(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3, nb, bs):
+        sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3,
+                                               types.int64, types.int64)
+        return sig, _row_intrinsic(kind, 4)
+
+    row_dot4.__doc__ = f"The {kind} row dot product for four activation rows at once (same bits as four calls)."
+    return row_dot4
+
+
+@intrinsic
+def row_dot4_q4_0_repacked(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3, nb, bs):
+    """row_dot_q4_0_repacked for four activation rows at once (same bits as four calls)."""
+    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3,
+                                           types.int64, types.int64)
+    return sig, _row_intrinsic("q4_0", 4, repacked=True)
+
+
 row_dot_q8_0 = _make_row_dot("q8_0")
 row_dot_q4_0 = _make_row_dot("q4_0")
 row_dot_q4_1 = _make_row_dot("q4_1")
@@ -461,6 +480,11 @@ row_dot2_q4_0 = _make_row_dot2("q4_0")
 row_dot2_q4_1 = _make_row_dot2("q4_1")
 row_dot2_q5_0 = _make_row_dot2("q5_0")
 row_dot2_q5_1 = _make_row_dot2("q5_1")
+row_dot4_q8_0 = _make_row_dot4("q8_0")
+row_dot4_q4_0 = _make_row_dot4("q4_0")
+row_dot4_q4_1 = _make_row_dot4("q4_1")
+row_dot4_q5_0 = _make_row_dot4("q5_0")
+row_dot4_q5_1 = _make_row_dot4("q5_1")
 
 
 def _q6k_codegen(context, builder, signature, args):
@@ -785,3 +809,10 @@ def row_dot2_q4_K(typingctx, w, q0, q1, d0, d1, b0, b1, nb, bs):
     """A Q4_K row against two q8_K rows at once (same bits as two calls)."""
     sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, b0, b1, types.int64, types.int64)
     return sig, _q4k_codegen(2)
+
+
+@intrinsic
+def row_dot4_q4_K(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, nb, bs):
+    """A Q4_K row against four q8_K rows at once (same bits as four calls)."""
+    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, types.int64, types.int64)
+    return sig, _q4k_codegen(4)
