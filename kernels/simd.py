@@ -487,74 +487,101 @@ row_dot4_q5_0 = _make_row_dot4("q5_0")
 row_dot4_q5_1 = _make_row_dot4("q5_1")
 
 
-def _q6k_codegen(context, builder, signature, args):
-    """ggml_vec_dot_q6_K_q8_K (AVX2) over one row: per super-block, eight int32 lanes
+def _q6k_codegen(ntok):
+    """ggml_vec_dot_q6_K_q8_K (AVX2) over one row against ntok q8_K rows; arguments
+    (w, q_0.., d_0.., bsums_0.., nb, bs). Per super-block, eight int32 lanes
     sumi = sum over 32-value chunks of madd(scales, maddubs(q6, q8)) minus
-    32 * madd(bsums, scales), then acc = fma(d_x * d_w, float(sumi), acc); hsum_float_8."""
-    w_ty, q_ty, d_ty, b_ty = signature.args[:4]
-    i8p = ir.IntType(8).as_pointer()
-    wbase = builder.bitcast(context.make_array(w_ty)(context, builder, args[0]).data, i8p)
-    qbase = builder.bitcast(context.make_array(q_ty)(context, builder, args[1]).data, i8p)
-    dbase = context.make_array(d_ty)(context, builder, args[2]).data
-    bbase = context.make_array(b_ty)(context, builder, args[3]).data  # int32 bsums, 16 a block
-    nb, bs = args[4], args[5]
-    fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
-    c8 = lambda v: ir.Constant(_I8x32, [v] * 32)  # noqa: E731
-    c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
+    32 * madd(bsums, scales), then acc = fma(d_x * d_w, float(sumi), acc); hsum_float_8.
+    The 6-bit weights are unpacked once for all ntok rows."""
 
-    entry = builder.basic_block
-    loop = builder.append_basic_block("q6k.loop")
-    body = builder.append_basic_block("q6k.body")
-    done = builder.append_basic_block("q6k.done")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    i = builder.phi(_I64)
-    acc = builder.phi(_F32x8)
-    i.add_incoming(c64(0), entry)
-    acc.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
-    builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        arr = lambda k: context.make_array(signature.args[k])(context, builder, args[k]).data  # noqa: E731
+        wbase = builder.bitcast(arr(0), i8p)
+        qbase = [builder.bitcast(arr(1 + t), i8p) for t in range(ntok)]
+        dbase = [arr(1 + ntok + t) for t in range(ntok)]
+        bbase = [arr(1 + 2 * ntok + t) for t in range(ntok)]  # int32 bsums, 16 a block
+        nb, bs = args[1 + 3 * ntok], args[2 + 3 * ntok]
+        fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        c8 = lambda v: ir.Constant(_I8x32, [v] * 32)  # noqa: E731
+        c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
 
-    builder.position_at_end(body)
-    o = builder.mul(i, bs)
-    blk = builder.gep(wbase, [o])
-    q8 = builder.gep(qbase, [builder.mul(i, c64(256))])
-    scales8 = _load(builder, builder.gep(blk, [c64(192)]), _I8x16)
-    scales16 = builder.sext(scales8, _I16x16)
-    bsums = builder.trunc(builder.load(builder.bitcast(builder.gep(bbase, [builder.mul(i, c64(16))]),
-                                                       ir.VectorType(ir.IntType(32), 16).as_pointer()), align=4), _I16x16)
-    sub = builder.shl(_x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [bsums, scales16]), ir.Constant(_I32x8, [5] * 8))
-    sumi = ir.Constant(_I32x8, [0] * 8)
-    for j in range(2):
-        ql1 = _load(builder, builder.gep(blk, [c64(64 * j)]), _I8x32)
-        ql2 = _load(builder, builder.gep(blk, [c64(64 * j + 32)]), _I8x32)
-        qh = _load(builder, builder.gep(blk, [c64(128 + 32 * j)]), _I8x32)
-        quarters = (
-            builder.or_(builder.and_(ql1, c8(15)), builder.shl(builder.and_(qh, c8(3)), c8(4))),
-            builder.or_(builder.and_(ql2, c8(15)), builder.shl(builder.and_(builder.lshr(qh, c8(2)), c8(3)), c8(4))),
-            builder.or_(builder.lshr(ql1, c8(4)), builder.shl(builder.and_(builder.lshr(qh, c8(4)), c8(3)), c8(4))),
-            builder.or_(builder.lshr(ql2, c8(4)), builder.shl(builder.lshr(qh, c8(6)), c8(4))),
-        )
-        for k, x in enumerate(quarters):
-            y = _load(builder, builder.gep(q8, [c64(128 * j + 32 * k)]), _I8x32)
-            p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [x, y])
-            si = 8 * j + 2 * k  # scales si (values 0..15 of the chunk) and si + 1 (16..31)
-            sc = builder.shuffle_vector(scales16, scales16, ir.Constant(ir.VectorType(ir.IntType(32), 16), [si] * 8 + [si + 1] * 8))
-            sumi = builder.add(sumi, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [sc, p16]))
-    sumi = builder.sub(sumi, sub)
-    d_w = _f16_at(builder, blk, c64(208))
-    d = builder.fmul(builder.load(builder.gep(dbase, [i]), align=4), d_w)
-    new_acc = builder.call(fma8, [_splat(builder, d, _F32x8), builder.sitofp(sumi, _F32x8), acc])
-    i.add_incoming(builder.add(i, c64(1)), body)
-    acc.add_incoming(new_acc, body)
-    builder.branch(loop)
-    builder.position_at_end(done)
-    return _hsum8_ir(builder, acc)
+        entry = builder.basic_block
+        loop = builder.append_basic_block("q6k.loop")
+        body = builder.append_basic_block("q6k.body")
+        done = builder.append_basic_block("q6k.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(_I64)
+        i.add_incoming(c64(0), entry)
+        accs = []
+        for _ in range(ntok):
+            acc = builder.phi(_F32x8)
+            acc.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+            accs.append(acc)
+        builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
+
+        builder.position_at_end(body)
+        o = builder.mul(i, bs)
+        blk = builder.gep(wbase, [o])
+        scales8 = _load(builder, builder.gep(blk, [c64(192)]), _I8x16)
+        scales16 = builder.sext(scales8, _I16x16)
+        d_w = _f16_at(builder, blk, c64(208))
+        chunks = []  # (quants, scales) of each 32-value chunk, unpacked once
+        for j in range(2):
+            ql1 = _load(builder, builder.gep(blk, [c64(64 * j)]), _I8x32)
+            ql2 = _load(builder, builder.gep(blk, [c64(64 * j + 32)]), _I8x32)
+            qh = _load(builder, builder.gep(blk, [c64(128 + 32 * j)]), _I8x32)
+            quarters = (
+                builder.or_(builder.and_(ql1, c8(15)), builder.shl(builder.and_(qh, c8(3)), c8(4))),
+                builder.or_(builder.and_(ql2, c8(15)), builder.shl(builder.and_(builder.lshr(qh, c8(2)), c8(3)), c8(4))),
+                builder.or_(builder.lshr(ql1, c8(4)), builder.shl(builder.and_(builder.lshr(qh, c8(4)), c8(3)), c8(4))),
+                builder.or_(builder.lshr(ql2, c8(4)), builder.shl(builder.lshr(qh, c8(6)), c8(4))),
+            )
+            for k, x in enumerate(quarters):
+                si = 8 * j + 2 * k  # scales si (values 0..15 of the chunk) and si + 1 (16..31)
+                sc = builder.shuffle_vector(scales16, scales16,
+                                            ir.Constant(ir.VectorType(ir.IntType(32), 16), [si] * 8 + [si + 1] * 8))
+                chunks.append((128 * j + 32 * k, x, sc))
+        for t in range(ntok):
+            q8 = builder.gep(qbase[t], [builder.mul(i, c64(256))])
+            bsums = builder.trunc(builder.load(builder.bitcast(builder.gep(bbase[t], [builder.mul(i, c64(16))]),
+                                                               ir.VectorType(ir.IntType(32), 16).as_pointer()), align=4),
+                                  _I16x16)
+            sub = builder.shl(_x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [bsums, scales16]), ir.Constant(_I32x8, [5] * 8))
+            sumi = ir.Constant(_I32x8, [0] * 8)
+            for off, x, sc in chunks:
+                y = _load(builder, builder.gep(q8, [c64(off)]), _I8x32)
+                p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [x, y])
+                sumi = builder.add(sumi, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [sc, p16]))
+            sumi = builder.sub(sumi, sub)
+            d = builder.fmul(builder.load(builder.gep(dbase[t], [i]), align=4), d_w)
+            accs[t].add_incoming(builder.call(fma8, [_splat(builder, d, _F32x8), builder.sitofp(sumi, _F32x8), accs[t]]), body)
+        i.add_incoming(builder.add(i, c64(1)), body)
+        builder.branch(loop)
+        builder.position_at_end(done)
+        outs = [_hsum8_ir(builder, accs[t]) for t in range(ntok)]
+        if ntok == 1:
+            return outs[0]
+        res = context.get_constant_undef(signature.return_type)
+        for t in range(ntok):
+            res = builder.insert_value(res, outs[t], t)
+        return res
+
+    return codegen
 
 
 @intrinsic
 def row_dot_q6_K(typingctx, w, q, d, bsums, nb, bs):
     """ggml_vec_dot_q6_K_q8_K (AVX2) over one row of nb super-blocks of bs bytes."""
-    return types.float32(w, q, d, bsums, types.int64, types.int64), _q6k_codegen
+    return types.float32(w, q, d, bsums, types.int64, types.int64), _q6k_codegen(1)
+
+
+@intrinsic
+def row_dot4_q6_K(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, nb, bs):
+    """row_dot_q6_K for four q8_K rows at once (same bits as four calls)."""
+    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, types.int64, types.int64)
+    return sig, _q6k_codegen(4)
 
 
 # -- attention ---------------------------------------------------------------------------------

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from numba import njit, prange
 
-from ..simd import row_dot2_q4_K, row_dot4_q4_K, row_dot_q4_K, row_dot_q6_K
+from ..simd import row_dot2_q4_K, row_dot4_q4_K, row_dot4_q6_K, row_dot_q4_K, row_dot_q6_K
 from . import kquants
 from .kquants import BS_Q4_K, BS_Q6_K
 
 
 @njit(parallel=True, cache=True)
 def matmul_q6_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q6_K_q8_K (AVX2)."""
+    """ggml_vec_dot_q6_K_q8_K (AVX2); prompt batches four tokens a pass."""
     nb = W.shape[1] // BS_Q6_K
     for r in prange(W.shape[0]):
-        for t in range(q.shape[0]):
+        T = q.shape[0]
+        T4 = T // 4 * 4
+        for t in range(0, T4, 4):
+            out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = row_dot4_q6_K(
+                W[r], q[t], q[t + 1], q[t + 2], q[t + 3], d[t], d[t + 1], d[t + 2], d[t + 3],
+                bsums[t], bsums[t + 1], bsums[t + 2], bsums[t + 3], nb, BS_Q6_K)
+        for t in range(T4, T):
             out[t, r] = row_dot_q6_K(W[r], q[t], d[t], bsums[t], nb, BS_Q6_K)
 
 
