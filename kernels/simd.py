@@ -409,82 +409,58 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
         for t in range(ntok):
             total = accs[t] if repacked else _hsum8_ir(builder, accs[t])
             outs.append(builder.fadd(total, summs[t]) if has_min else total)
-        if ntok == 1:
-            return outs[0]
-        res = context.get_constant_undef(signature.return_type)
-        for t in range(ntok):
-            res = builder.insert_value(res, outs[t], t)
-        return res
+        return _pack(context, builder, signature, outs)
 
     return codegen
 
 
-def _make_row_dot(kind):
+def _pack(context, builder, signature, outs):
+    """The results of an ntok-row intrinsic: a float32, or a tuple of ntok of them."""
+    if len(outs) == 1:
+        return outs[0]
+    res = context.get_constant_undef(signature.return_type)
+    for t, v in enumerate(outs):
+        res = builder.insert_value(res, v, t)
+    return res
+
+
+def _row_dot_family(make_codegen, what):
+    """Intrinsics for one row of a weight type against 1, 2 and 4 activation rows, with
+    arguments (w, q_0.., d_0.., s_0.., nb, bs) as _row_intrinsic describes; several rows share
+    the unpacked weights and every result has the bits of a one-row call."""
+
     @intrinsic
-    def row_dot(typingctx, w, q, d, s, nb, bs):
-        return types.float32(w, q, d, s, types.int64, types.int64), _row_intrinsic(kind, 1)
+    def one(typingctx, w, q, d, s, nb, bs):
+        return types.float32(w, q, d, s, types.int64, types.int64), make_codegen(1)
 
-    row_dot.__doc__ = f"ggml_vec_dot_{kind}_q8_{'1' if kind.endswith('_1') else '0'} (AVX2) over one row."
-    return row_dot
-
-
-def _make_row_dot2(kind):
     @intrinsic
-    def row_dot2(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
+    def two(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
         sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, s0, s1, types.int64, types.int64)
-        return sig, _row_intrinsic(kind, 2)
+        return sig, make_codegen(2)
 
-    row_dot2.__doc__ = f"The {kind} row dot product for two activation rows at once (same bits as two calls)."
-    return row_dot2
-
-
-@intrinsic
-def row_dot_q4_0_repacked(typingctx, w, q, d, s, nb, bs):
-    """A Q4_0 row in ggml_gemv_q4_0_8x8_q8_0's order (weights ggml repacked at load time)."""
-    return types.float32(w, q, d, s, types.int64, types.int64), _row_intrinsic("q4_0", 1, repacked=True)
-
-
-@intrinsic
-def row_dot2_q4_0_repacked(typingctx, w, q0, q1, d0, d1, s0, s1, nb, bs):
-    """row_dot_q4_0_repacked for two activation rows at once (same bits as two calls)."""
-    sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, s0, s1, types.int64, types.int64)
-    return sig, _row_intrinsic("q4_0", 2, repacked=True)
-
-
-def _make_row_dot4(kind):
     @intrinsic
-    def row_dot4(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3, nb, bs):
+    def four(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3, nb, bs):
         sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3,
                                                types.int64, types.int64)
-        return sig, _row_intrinsic(kind, 4)
+        return sig, make_codegen(4)
 
-    row_dot4.__doc__ = f"The {kind} row dot product for four activation rows at once (same bits as four calls)."
-    return row_dot4
-
-
-@intrinsic
-def row_dot4_q4_0_repacked(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3, nb, bs):
-    """row_dot_q4_0_repacked for four activation rows at once (same bits as four calls)."""
-    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, s0, s1, s2, s3,
-                                           types.int64, types.int64)
-    return sig, _row_intrinsic("q4_0", 4, repacked=True)
+    for f, n in ((one, 1), (two, 2), (four, 4)):
+        f.__doc__ = f"{what}, against {n} activation row{'s' if n > 1 else ''}."
+    return one, two, four
 
 
-row_dot_q8_0 = _make_row_dot("q8_0")
-row_dot_q4_0 = _make_row_dot("q4_0")
-row_dot_q4_1 = _make_row_dot("q4_1")
-row_dot_q5_0 = _make_row_dot("q5_0")
-row_dot_q5_1 = _make_row_dot("q5_1")
-row_dot2_q8_0 = _make_row_dot2("q8_0")
-row_dot2_q4_0 = _make_row_dot2("q4_0")
-row_dot2_q4_1 = _make_row_dot2("q4_1")
-row_dot2_q5_0 = _make_row_dot2("q5_0")
-row_dot2_q5_1 = _make_row_dot2("q5_1")
-row_dot4_q8_0 = _make_row_dot4("q8_0")
-row_dot4_q4_0 = _make_row_dot4("q4_0")
-row_dot4_q4_1 = _make_row_dot4("q4_1")
-row_dot4_q5_0 = _make_row_dot4("q5_0")
-row_dot4_q5_1 = _make_row_dot4("q5_1")
+row_dot_q8_0, row_dot2_q8_0, row_dot4_q8_0 = _row_dot_family(
+    lambda n: _row_intrinsic("q8_0", n), "ggml_vec_dot_q8_0_q8_0 (AVX2) over one row")
+row_dot_q4_0, row_dot2_q4_0, row_dot4_q4_0 = _row_dot_family(
+    lambda n: _row_intrinsic("q4_0", n), "ggml_vec_dot_q4_0_q8_0 (AVX2) over one row")
+row_dot_q4_0_repacked, row_dot2_q4_0_repacked, row_dot4_q4_0_repacked = _row_dot_family(
+    lambda n: _row_intrinsic("q4_0", n, repacked=True), "A Q4_0 row in ggml_gemv_q4_0_8x8_q8_0's order")
+row_dot_q4_1, row_dot2_q4_1, row_dot4_q4_1 = _row_dot_family(
+    lambda n: _row_intrinsic("q4_1", n), "ggml_vec_dot_q4_1_q8_1 (AVX2) over one row")
+row_dot_q5_0, row_dot2_q5_0, row_dot4_q5_0 = _row_dot_family(
+    lambda n: _row_intrinsic("q5_0", n), "ggml_vec_dot_q5_0_q8_0 (AVX2) over one row")
+row_dot_q5_1, row_dot2_q5_1, row_dot4_q5_1 = _row_dot_family(
+    lambda n: _row_intrinsic("q5_1", n), "ggml_vec_dot_q5_1_q8_1 (AVX2) over one row")
 
 
 def _q6k_codegen(ntok):
@@ -561,27 +537,12 @@ def _q6k_codegen(ntok):
         builder.branch(loop)
         builder.position_at_end(done)
         outs = [_hsum8_ir(builder, accs[t]) for t in range(ntok)]
-        if ntok == 1:
-            return outs[0]
-        res = context.get_constant_undef(signature.return_type)
-        for t in range(ntok):
-            res = builder.insert_value(res, outs[t], t)
-        return res
+        return _pack(context, builder, signature, outs)
 
     return codegen
 
 
-@intrinsic
-def row_dot_q6_K(typingctx, w, q, d, bsums, nb, bs):
-    """ggml_vec_dot_q6_K_q8_K (AVX2) over one row of nb super-blocks of bs bytes."""
-    return types.float32(w, q, d, bsums, types.int64, types.int64), _q6k_codegen(1)
-
-
-@intrinsic
-def row_dot4_q6_K(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, nb, bs):
-    """row_dot_q6_K for four q8_K rows at once (same bits as four calls)."""
-    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, types.int64, types.int64)
-    return sig, _q6k_codegen(4)
+row_dot_q6_K, _, row_dot4_q6_K = _row_dot_family(_q6k_codegen, "ggml_vec_dot_q6_K_q8_K (AVX2) over one row")
 
 
 # -- attention ---------------------------------------------------------------------------------
@@ -815,31 +776,10 @@ def _q4k_codegen(ntok):
 
         builder.position_at_end(done)
         outs = [builder.fsub(accs[t], mins[t]) for t in range(ntok)]
-        if ntok == 1:
-            return outs[0]
-        res = context.get_constant_undef(signature.return_type)
-        for t in range(ntok):
-            res = builder.insert_value(res, outs[t], t)
-        return res
+        return _pack(context, builder, signature, outs)
 
     return codegen
 
 
-@intrinsic
-def row_dot_q4_K(typingctx, w, q, d, bsums, nb, bs):
-    """A Q4_K row (repacked-gemv order) against one q8_K row."""
-    return types.float32(w, q, d, bsums, types.int64, types.int64), _q4k_codegen(1)
-
-
-@intrinsic
-def row_dot2_q4_K(typingctx, w, q0, q1, d0, d1, b0, b1, nb, bs):
-    """A Q4_K row against two q8_K rows at once (same bits as two calls)."""
-    sig = types.UniTuple(types.float32, 2)(w, q0, q1, d0, d1, b0, b1, types.int64, types.int64)
-    return sig, _q4k_codegen(2)
-
-
-@intrinsic
-def row_dot4_q4_K(typingctx, w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, nb, bs):
-    """A Q4_K row against four q8_K rows at once (same bits as four calls)."""
-    sig = types.UniTuple(types.float32, 4)(w, q0, q1, q2, q3, d0, d1, d2, d3, b0, b1, b2, b3, types.int64, types.int64)
-    return sig, _q4k_codegen(4)
+row_dot_q4_K, row_dot2_q4_K, row_dot4_q4_K = _row_dot_family(
+    _q4k_codegen, "A Q4_K row in ggml_gemv_q4_K_8x8_q8_K's order (weights ggml repacks at load time)")
