@@ -79,11 +79,12 @@ def test_avx2_kernels_bit_identical_to_portable(name, n_rows):
     qtype = T[name.upper()]
     rng = np.random.default_rng(11)
     rows = naive.random_rows(qtype, n_rows, 1024, rng)
-    x = (rng.standard_normal((7, 1024)) * 2).astype(np.float32)  # a pass of four, of two, of one
-    act = Activation(DOTS[qtype].act, 1024, 7)
-    act.load(x)
-    a = np.zeros((7, n_rows), np.float32)
-    b = np.ones((7, n_rows), np.float32)
-    getattr(portable, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
-    getattr(fast, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
-    assert np.array_equal(a, b)
+    for n_tok in (7, 3, 1):  # four + two + one a pass (prompt batches); two + one; decode
+        x = (rng.standard_normal((n_tok, 1024)) * 2).astype(np.float32)
+        act = Activation(DOTS[qtype].act, 1024, n_tok)
+        act.load(x)
+        a = np.zeros((n_tok, n_rows), np.float32)
+        b = np.ones((n_tok, n_rows), np.float32)
+        getattr(portable, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
+        getattr(fast, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
+        assert np.array_equal(a, b), n_tok

@@ -14,8 +14,15 @@ from .kquants import BS_Q4_K, BS_Q6_K
 
 
 @njit(parallel=True, cache=True)
-def matmul_q6_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q6_K_q8_K (AVX2); prompt batches four tokens a pass."""
+def _few_q6_K(W, q, d, bsums, out, scratch):
+    nb = W.shape[1] // BS_Q6_K
+    for r in prange(W.shape[0]):
+        for t in range(q.shape[0]):
+            out[t, r] = row_dot_q6_K(W[r], q[t], d[t], bsums[t], nb, BS_Q6_K)
+
+
+@njit(parallel=True, cache=True)
+def _many_q6_K(W, q, d, bsums, out, scratch):
     nb = W.shape[1] // BS_Q6_K
     for r in prange(W.shape[0]):
         T = q.shape[0]
@@ -28,8 +35,26 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
             out[t, r] = row_dot_q6_K(W[r], q[t], d[t], bsums[t], nb, BS_Q6_K)
 
 
+def matmul_q6_K(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_q6_K_q8_K (AVX2); prompt batches of four or more take four tokens a pass
+    (a separate function: see legacy_avx2 on why the one-token loop stays on its own)."""
+    return (_many_q6_K if q.shape[0] >= 4 else _few_q6_K)(W, q, d, bsums, out, scratch)
+
+
 @njit(parallel=True, cache=True)
-def _matmul_q4_K_repacked(W, q, d, bsums, out, scratch):
+def _few_q4_K(W, q, d, bsums, out, scratch):
+    nb = W.shape[1] // BS_Q4_K
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):  # two tokens a pass share the unpacked weights
+            out[t, r], out[t + 1, r] = row_dot2_q4_K(W[r], q[t], q[t + 1], d[t], d[t + 1], bsums[t], bsums[t + 1],
+                                                        nb, BS_Q4_K)
+        if T % 2:
+            out[T - 1, r] = row_dot_q4_K(W[r], q[T - 1], d[T - 1], bsums[T - 1], nb, BS_Q4_K)
+
+
+@njit(parallel=True, cache=True)
+def _many_q4_K(W, q, d, bsums, out, scratch):
     nb = W.shape[1] // BS_Q4_K
     for r in prange(W.shape[0]):
         T = q.shape[0]
@@ -38,11 +63,8 @@ def _matmul_q4_K_repacked(W, q, d, bsums, out, scratch):
             out[t, r], out[t + 1, r], out[t + 2, r], out[t + 3, r] = row_dot4_q4_K(
                 W[r], q[t], q[t + 1], q[t + 2], q[t + 3], d[t], d[t + 1], d[t + 2], d[t + 3],
                 bsums[t], bsums[t + 1], bsums[t + 2], bsums[t + 3], nb, BS_Q4_K)
-        for t in range(T4, T - 1, 2):  # two tokens a pass share the unpacked weights
-            out[t, r], out[t + 1, r] = row_dot2_q4_K(W[r], q[t], q[t + 1], d[t], d[t + 1], bsums[t], bsums[t + 1],
-                                                        nb, BS_Q4_K)
-        if T % 2:
-            out[T - 1, r] = row_dot_q4_K(W[r], q[T - 1], d[T - 1], bsums[T - 1], nb, BS_Q4_K)
+        for t in range(T4, T):
+            out[t, r] = row_dot_q4_K(W[r], q[t], d[t], bsums[t], nb, BS_Q4_K)
 
 
 def matmul_q4_K(W, q, d, bsums, out, scratch):
@@ -51,4 +73,4 @@ def matmul_q4_K(W, q, d, bsums, out, scratch):
     ggml_vec_dot_q4_K_q8_K's order in the portable kernel (kquants.matmul_q4_K)."""
     if W.shape[0] % 8:
         return kquants.matmul_q4_K(W, q, d, bsums, out, scratch)
-    return _matmul_q4_K_repacked(W, q, d, bsums, out, scratch)
+    return (_many_q4_K if q.shape[0] >= 4 else _few_q4_K)(W, q, d, bsums, out, scratch)

@@ -5,10 +5,13 @@ several times faster: the integer products of a block take maddubs + madd instea
 shuffles, and the eight float lanes stay in one register across the row (the whole row loop is
 written in LLVM IR). Chosen by ``matmul.DOTS`` when the CPU has AVX2 and FMA.
 
-Prompt batches go four tokens a pass (then two, then one): each block's weights are unpacked
-once for all of them, and their independent fma chains overlap. Every token keeps its own
-accumulators, so each result has the bits of a one-token call. The drivers below differ only
-in the row kernels they call (Numba cannot pass an intrinsic as an argument).
+Each type has two drivers. `_few_*` (decode, and batches under four tokens) takes two tokens a
+pass, then one. `_many_*` (prompt batches) takes four tokens a pass, then two, then one: each
+block's weights are unpacked once for all of them, and their independent fma chains overlap.
+Every token keeps its own accumulators, so each result has the bits of a one-token call. They
+are separate functions because LLVM compiled the one-token loop about 40% slower when it
+shared a function with the four-token kernel. The drivers differ only in the row kernels they
+call (Numba cannot pass an intrinsic as an argument).
 """
 
 from __future__ import annotations
@@ -20,8 +23,18 @@ from .legacy import BS_Q4_0, BS_Q4_1, BS_Q5_0, BS_Q5_1, BS_Q8_0
 
 
 @njit(parallel=True, cache=True)
-def _matmul_q4_0_vec_dot(W, q, d, s, out, scratch):
-    """ggml_vec_dot_q4_0_q8_0 (AVX2)."""
+def _few_q4_0(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q4_0
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q4_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1], nb, BS_Q4_0)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q4_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q4_0)
+
+
+@njit(parallel=True, cache=True)
+def _many_q4_0(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q4_0
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -37,8 +50,18 @@ def _matmul_q4_0_vec_dot(W, q, d, s, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def _matmul_q4_0_repacked(W, q, d, s, out, scratch):
-    """ggml_gemv_q4_0_8x8_q8_0's order (weights ggml repacks at load time)."""
+def _few_q4_0_repacked(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q4_0
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q4_0_repacked(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1], nb, BS_Q4_0)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q4_0_repacked(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q4_0)
+
+
+@njit(parallel=True, cache=True)
+def _many_q4_0_repacked(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q4_0
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -54,8 +77,18 @@ def _matmul_q4_0_repacked(W, q, d, s, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def matmul_q4_1(W, q, d, s, out, scratch):
-    """ggml_vec_dot_q4_1_q8_1 (AVX2)."""
+def _few_q4_1(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q4_1
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q4_1(W[r], q[t], q[t + 1], d[t], d[t + 1], s[t], s[t + 1], nb, BS_Q4_1)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q4_1(W[r], q[T - 1], d[T - 1], s[T - 1], nb, BS_Q4_1)
+
+
+@njit(parallel=True, cache=True)
+def _many_q4_1(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q4_1
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -71,8 +104,18 @@ def matmul_q4_1(W, q, d, s, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def matmul_q5_0(W, q, d, s, out, scratch):
-    """ggml_vec_dot_q5_0_q8_0 (AVX2)."""
+def _few_q5_0(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q5_0
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q5_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1], nb, BS_Q5_0)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q5_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q5_0)
+
+
+@njit(parallel=True, cache=True)
+def _many_q5_0(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q5_0
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -88,8 +131,18 @@ def matmul_q5_0(W, q, d, s, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def matmul_q5_1(W, q, d, s, out, scratch):
-    """ggml_vec_dot_q5_1_q8_1 (AVX2)."""
+def _few_q5_1(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q5_1
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q5_1(W[r], q[t], q[t + 1], d[t], d[t + 1], s[t], s[t + 1], nb, BS_Q5_1)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q5_1(W[r], q[T - 1], d[T - 1], s[T - 1], nb, BS_Q5_1)
+
+
+@njit(parallel=True, cache=True)
+def _many_q5_1(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q5_1
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -105,8 +158,18 @@ def matmul_q5_1(W, q, d, s, out, scratch):
 
 
 @njit(parallel=True, cache=True)
-def matmul_q8_0(W, q, d, s, out, scratch):
-    """ggml_vec_dot_q8_0_q8_0 (AVX2)."""
+def _few_q8_0(W, q, d, s, out, scratch):
+    nb = W.shape[1] // BS_Q8_0
+    for r in prange(W.shape[0]):
+        T = q.shape[0]
+        for t in range(0, T - 1, 2):
+            out[t, r], out[t + 1, r] = S.row_dot2_q8_0(W[r], q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1], nb, BS_Q8_0)
+        if T % 2:
+            out[T - 1, r] = S.row_dot_q8_0(W[r], q[T - 1], d[T - 1], d[T - 1], nb, BS_Q8_0)
+
+
+@njit(parallel=True, cache=True)
+def _many_q8_0(W, q, d, s, out, scratch):
     nb = W.shape[1] // BS_Q8_0
     for r in prange(W.shape[0]):
         w, T = W[r], q.shape[0]
@@ -119,6 +182,24 @@ def matmul_q8_0(W, q, d, s, out, scratch):
             out[t, r], out[t + 1, r] = S.row_dot2_q8_0(w, q[t], q[t + 1], d[t], d[t + 1], d[t], d[t + 1], nb, BS_Q8_0)
         if T2 < T:
             out[T2, r] = S.row_dot_q8_0(w, q[T2], d[T2], d[T2], nb, BS_Q8_0)
+
+
+def _pick(few, many):
+    def matmul(W, q, d, s, out, scratch):
+        return (many if q.shape[0] >= 4 else few)(W, q, d, s, out, scratch)
+    return matmul
+
+
+matmul_q4_1 = _pick(_few_q4_1, _many_q4_1)
+matmul_q4_1.__doc__ = "ggml_vec_dot_q4_1_q8_1 (AVX2)."
+matmul_q5_0 = _pick(_few_q5_0, _many_q5_0)
+matmul_q5_0.__doc__ = "ggml_vec_dot_q5_0_q8_0 (AVX2)."
+matmul_q5_1 = _pick(_few_q5_1, _many_q5_1)
+matmul_q5_1.__doc__ = "ggml_vec_dot_q5_1_q8_1 (AVX2)."
+matmul_q8_0 = _pick(_few_q8_0, _many_q8_0)
+matmul_q8_0.__doc__ = "ggml_vec_dot_q8_0_q8_0 (AVX2)."
+_matmul_q4_0_vec_dot = _pick(_few_q4_0, _many_q4_0)
+_matmul_q4_0_repacked = _pick(_few_q4_0_repacked, _many_q4_0_repacked)
 
 
 def matmul_q4_0(W, q, d, aux, out, scratch):
