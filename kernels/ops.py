@@ -16,9 +16,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .dot.fp16 import F16_TO_F32, f16_round, f32_to_f16_bits
-from .dot.legacy import FASTMATH
-from .simd import exp8_shifted, f16_fma32, fma32, hsum8, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8, v_expf, zeros32
+from .dot.fp16 import F16_TO_F32, f32_to_f16_bits
+from .simd import exp8_shifted, fma32, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
 
 
 @njit(cache=True)
@@ -104,18 +103,18 @@ def store_kv(k, v, cache_k, cache_vt, pos0):
 
 
 @njit(inline="always", cache=True)
-def dot_f16_avx(x, y, n):
-    """dot_f16 with the F16C/FMA instructions ggml uses (kernels/simd.py f16_fma32); same bits."""
-    np_ = n & ~31
-    acc = zeros32()
-    for i in range(0, np_, 32):
-        acc = f16_fma32(acc, x, i, y, i)
-    s = np.float64(reduce8_hadd((acc[0] + acc[16]) + (acc[8] + acc[24]), (acc[1] + acc[17]) + (acc[9] + acc[25]),
-                                (acc[2] + acc[18]) + (acc[10] + acc[26]), (acc[3] + acc[19]) + (acc[11] + acc[27]),
-                                (acc[4] + acc[20]) + (acc[12] + acc[28]), (acc[5] + acc[21]) + (acc[13] + acc[29]),
-                                (acc[6] + acc[22]) + (acc[14] + acc[30]), (acc[7] + acc[23]) + (acc[15] + acc[31])))
-    for i in range(np_, n):  # leftovers, summed in double as ggml does
-        s += np.float64(np.float32(x[i] * F16_TO_F32[y[i]]))
+def dot_f16_fast(x, xo, y, yo, n):
+    """dot_f16 over x[xo:xo+n] and y[yo:yo+n] (flat offsets into C-contiguous arrays) with the
+    instructions ggml uses: the first n & ~31 elements as one IR loop (simd.row_dot_f16), the
+    leftovers added in double as ggml does. Same bits as dot_f16."""
+    n32 = n & ~31
+    v = row_dot_f16(x, xo, y, yo, n32)
+    if n32 == n:
+        return v
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    s = np.float64(v)
+    for i in range(n32, n):
+        s += np.float64(np.float32(xf[xo + i] * F16_TO_F32[yf[yo + i]]))
     return np.float32(s)
 
 
@@ -160,7 +159,6 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
     group = H // HKV
     ek = cache_k.shape[1]
     vstride = cache_vt.shape[1]
-    D32 = D & ~31
     for job in prange(H * T):
         h = job // T
         t = job % T
@@ -174,13 +172,7 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
         qo = (t * H + h) * D
         mx = -np.inf
         for j in range(lo, hi):
-            v = row_dot_f16(q, qo, cache_k, j * ek + g * D, D32)
-            if D32 < D:  # leftovers, summed in double as ggml does
-                acc = np.float64(v)
-                for i in range(D32, D):
-                    acc += np.float64(np.float32(q[t, h, i] * F16_TO_F32[cache_k[j, g * D + i]]))
-                v = np.float32(acc)
-            v = v * scale
+            v = dot_f16_fast(q, qo, cache_k, j * ek + g * D, D) * scale
             if softcap > 0:
                 v = np.float32(softcap * math.tanh(v / softcap))
             s[j] = v

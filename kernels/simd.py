@@ -247,47 +247,7 @@ def block_q5(typingctx, acc, w, wo, qh, q, qo, dd, signed):
     return sig, codegen
 
 
-ACC32 = types.UniTuple(types.float32, 32)
 _F16x8 = ir.VectorType(ir.HalfType(), 8)
-
-
-@intrinsic
-def f16_fma32(typingctx, acc, x, xo, y, yo):
-    """One step of ggml_vec_dot_f16 (AVX + F16C): four accumulators of eight lanes take
-    fma(x[xo + 8j + l], fp16 y[yo + 8j + l], acc) for j < 4. x holds float32 values (already
-    fp16-exact), y fp16 bit patterns (uint16); acc is a tuple of 32 floats, lanes j*8 + l."""
-    sig = ACC32(ACC32, x, xo, y, yo)
-
-    def codegen(context, builder, signature, args):
-        acc = args[0]
-        xp = _ptr(context, builder, signature.args[1], args[1], args[2])
-        yp = _ptr(context, builder, signature.args[3], args[3], args[4])
-        fma = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
-        out = acc
-        for j in range(4):
-            off = ir.Constant(ir.IntType(64), 8 * j)
-            xv = builder.load(builder.bitcast(builder.gep(xp, [off]), _F32x8.as_pointer()), align=4)
-            yv = builder.fpext(builder.load(builder.bitcast(builder.gep(yp, [off]), _F16x8.as_pointer()), align=2), _F32x8)
-            a = ir.Constant(_F32x8, ir.Undefined)
-            for l in range(8):
-                a = builder.insert_element(a, builder.extract_value(acc, 8 * j + l), ir.Constant(ir.IntType(32), l))
-            r = builder.call(fma, [xv, yv, a])
-            for l in range(8):
-                out = builder.insert_value(out, builder.extract_element(r, ir.Constant(ir.IntType(32), l)), 8 * j + l)
-        return out
-
-    return sig, codegen
-
-
-@intrinsic
-def zeros32(typingctx):
-    """A tuple of 32 float32 zeros (a literal that long trips Numba's bytecode analysis)."""
-    sig = ACC32()
-
-    def codegen(context, builder, signature, args):
-        return context.get_constant_generic(builder, ACC32, (0.0,) * 32)
-
-    return sig, codegen
 
 
 # -- whole-row dot products -------------------------------------------------------------------
