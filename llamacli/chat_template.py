@@ -161,7 +161,6 @@ def choose_template(gf, tokenizer, override: str | None = None) -> tuple[ChatTem
         return tokenizer.token_to_piece(tid, special=True).decode("utf-8", errors="replace") if tid >= 0 else ""
 
     toks = dict(bos_token=text_of("bos"), eos_token=text_of("eos"), add_bos=v.add_bos, add_eos=v.add_eos)
-    note = None
     if override is not None:
         if override in BUILTIN:
             return ChatTemplate(BUILTIN[override], override, **toks), None

@@ -198,13 +198,12 @@ matmul_q5_1 = _pick(_few_q5_1, _many_q5_1)
 matmul_q5_1.__doc__ = "ggml_vec_dot_q5_1_q8_1 (AVX2)."
 matmul_q8_0 = _pick(_few_q8_0, _many_q8_0)
 matmul_q8_0.__doc__ = "ggml_vec_dot_q8_0_q8_0 (AVX2)."
-_matmul_q4_0_vec_dot = _pick(_few_q4_0, _many_q4_0)
-_matmul_q4_0_repacked = _pick(_few_q4_0_repacked, _many_q4_0_repacked)
 
 
 def matmul_q4_0(W, q, d, aux, out, scratch):
     """Q4_0: ggml_gemv_q4_0_8x8_q8_0's order for weights with a row count divisible by 8 (ggml
     repacks those on AVX2), ggml_vec_dot_q4_0_q8_0 (AVX2) for the others."""
+    many = q.shape[0] >= 4
     if W.shape[0] % 8:
-        return _matmul_q4_0_vec_dot(W, q, d, aux, out, scratch)
-    return _matmul_q4_0_repacked(W, q, d, aux, out, scratch)
+        return (_many_q4_0 if many else _few_q4_0)(W, q, d, aux, out, scratch)
+    return (_many_q4_0_repacked if many else _few_q4_0_repacked)(W, q, d, aux, out, scratch)
