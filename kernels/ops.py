@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .dot.fp16 import F16_TO_F32, f32_to_f16_bits
-from .simd import exp8_shifted, fma32, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
+from .simd import exp8_shifted, fma32, libm_tanhf, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
 
 
 @njit(cache=True)
@@ -53,16 +53,35 @@ def rms_norm_heads(x, w, eps):
 
 
 @njit(cache=True)
-def rope_cache(pos, n_dims, freq_base, freq_scale, cos_out, sin_out):
-    """ggml_rope_cache_init without YaRN: theta = pos * base^(-2i/n_dims), the powers taken by
-    repeated float32 multiplication exactly as ggml does. cos_out, sin_out: (T, n_dims/2)."""
+def rope_cache(pos, n_dims, freq_base, freq_scale, ext_factor, attn_factor, corr_lo, corr_hi, freq_factors,
+               cos_out, sin_out):
+    """ggml_rope_cache_init with rope_yarn (ggml-cpu/ops.cpp): theta = pos * base^(-2i/n_dims), the
+    powers taken by repeated float32 multiplication as ggml does, divided by the frequency factor
+    of pair i (Llama 3's rope_freqs, LongRoPE's short or long factors; all ones when the model has
+    none), then interpolated by freq_scale and, for YaRN (ext_factor != 0), ramped back towards
+    the extrapolated angle between the correction dims corr_lo..corr_hi, with the magnitude
+    attn_factor * (1 + 0.1 ln(1/freq_scale)). cos_out, sin_out: (T, n_dims/2).
+
+    libggml-cpu is built with FMA, and GCC contracts rope_yarn's two sums; fma32 writes them as
+    its code has them: fma(theta_interp, 1 - mix, theta_extrap * mix) and fma(0.1, logf(.), 1)."""
     theta_scale = np.float32(math.pow(np.float32(freq_base), np.float32(-2.0) / np.float32(n_dims)))
+    mscale = np.float32(attn_factor)
+    if ext_factor != 0.0:
+        mscale = np.float32(mscale * fma32(np.float32(0.1), np.float32(math.log(np.float32(1.0) / freq_scale)),
+                                           np.float32(1.0)))
+    span = max(np.float32(0.001), np.float32(corr_hi - corr_lo))
     for t in range(pos.shape[0]):
         theta = np.float32(pos[t])
         for i in range(n_dims // 2):
-            th = np.float32(freq_scale * theta)
-            cos_out[t, i] = np.float32(math.cos(th))
-            sin_out[t, i] = np.float32(math.sin(th))
+            extrap = np.float32(theta / freq_factors[i])
+            th = np.float32(freq_scale * extrap)
+            if ext_factor != 0.0:
+                y = np.float32(np.float32(np.float32(i) - corr_lo) / span)
+                ramp = np.float32(np.float32(1.0) - min(np.float32(1.0), max(np.float32(0.0), y)))
+                mix = np.float32(ramp * ext_factor)
+                th = fma32(th, np.float32(np.float32(1.0) - mix), np.float32(extrap * mix))
+            cos_out[t, i] = np.float32(np.float32(math.cos(th)) * mscale)
+            sin_out[t, i] = np.float32(np.float32(math.sin(th)) * mscale)
             theta = np.float32(theta * theta_scale)
 
 
@@ -159,6 +178,7 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
     group = H // HKV
     ek = cache_k.shape[1]
     vstride = cache_vt.shape[1]
+    inv_cap = np.float32(np.float32(1.0) / np.float32(softcap)) if softcap > 0 else np.float32(0.0)
     for job in prange(H * T):
         h = job // T
         t = job % T
@@ -172,9 +192,10 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
         qo = (t * H + h) * D
         mx = -np.inf
         for j in range(lo, hi):
-            v = dot_f16_fast(q, qo, cache_k, j * ek + g * D, D) * scale
-            if softcap > 0:
-                v = np.float32(softcap * math.tanh(v / softcap))
+            v = dot_f16_fast(q, qo, cache_k, j * ek + g * D, D)
+            if softcap > 0:  # build_attn_mha: ggml_scale by 1/c, ggml_tanh (tanhf), ggml_scale by c
+                v = np.float32(libm_tanhf(np.float32(v * inv_cap)) * softcap)
+            v = np.float32(v * scale)  # ggml_soft_max_ext scales before the mask
             s[j] = v
             if v > mx:
                 mx = v
@@ -258,6 +279,18 @@ def geglu(gate, up, out):
         return
     for t in prange(gate.shape[0]):
         _geglu_row(gate[t], up[t], out[t])
+
+
+@njit(cache=True)
+def softcap_inplace(x, cap):
+    """x = c * tanh(x / c) as the graphs write it: ggml_scale by 1.0f/c, ggml_tanh (the C
+    library's tanhf), ggml_scale by c. x: (T, n)."""
+    c = np.float32(cap)
+    inv = np.float32(np.float32(1.0) / c)
+    T, n = x.shape
+    for t in range(T):
+        for i in range(n):
+            x[t, i] = np.float32(libm_tanhf(np.float32(x[t, i] * inv)) * c)
 
 
 @njit(cache=True)

@@ -72,25 +72,7 @@ class GlibcRand:
 
 # -- model description as llama_model_desc writes it ----------------------------------------
 
-# llama.cpp's LLM_TYPE by block count (src/models/<arch>.cpp load_arch_hparams)
-_TYPE_BY_LAYERS = {
-    "llama": {16: "1B", 22: "1B", 26: "3B", 28: "3B", 30: "256M", 36: "8B", 40: "13B", 48: "34B", 60: "30B"},
-    "gemma3": {18: "270M", 26: "1B", 32: "8B", 34: "4B", 48: "12B", 62: "27B"},
-    "qwen2": {32: "7B", 36: "3B", 48: "14B", 64: "32B", 80: "70B"},
-}
 _SIZE_WORDS = {"S": "Small", "M": "Medium", "L": "Large"}
-
-
-def _type_name(arch: str, n_layer: int, n_embd: int, n_vocab: int, n_head: int, n_head_kv: int) -> str:
-    if arch == "llama" and n_layer == 32:
-        return "3B" if n_vocab == 49152 else ("7B" if n_vocab < 40000 else "8B")
-    if arch == "llama" and n_layer == 80:
-        return "65B" if n_head == n_head_kv else "70B"
-    if arch == "qwen2" and n_layer == 24:
-        return "0.5B" if n_embd == 1024 else "1B"
-    if arch == "qwen2" and n_layer == 28:
-        return "1.5B" if n_embd == 1536 else "7B"
-    return _TYPE_BY_LAYERS.get(arch, {}).get(n_layer, "?B")
 
 
 def ftype_name(file_type: int | None) -> str:
@@ -114,6 +96,22 @@ def ftype_name(file_type: int | None) -> str:
     return name
 
 
+def guessed_ftype(tensors) -> int:
+    """llama_model_loader's guess when general.file_type is missing: the file type of the weight
+    type most tensors have, counted in name order (its std::map), the first to lead winning."""
+    from gguf import GGMLQuantizationType as T, LlamaFileType as F
+
+    named = {T.F32: F.ALL_F32, T.Q3_K: F.MOSTLY_Q3_K_M, T.Q4_K: F.MOSTLY_Q4_K_M, T.Q5_K: F.MOSTLY_Q5_K_M}
+    counts: dict = {}
+    best, best_n = T.F32, 0
+    for t in sorted(tensors, key=lambda t: t.name.encode()):
+        counts[t.qtype] = counts.get(t.qtype, 0) + 1
+        if counts[t.qtype] > best_n:
+            best, best_n = t.qtype, counts[t.qtype]
+    ftype = named.get(best) or getattr(F, "MOSTLY_" + best.name, F.ALL_F32)
+    return int(ftype)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     filename: str
@@ -122,14 +120,21 @@ class ModelInfo:
     n_params: int  # elements of all tensors (llama_model_n_params)
 
 
+def model_desc(gf, cfg) -> str:
+    """llama_model_desc: architecture, the family's LLM_TYPE name (from its spec), file type."""
+    file_type = gf.get("general.file_type")
+    if file_type is None:
+        ftype = "(guessed) " + ftype_name(guessed_ftype(gf.tensors.values()))  # llama_ftype_name's prefix
+    else:
+        ftype = ftype_name(file_type)
+    return " ".join((cfg.arch, cfg.model_type, ftype))
+
+
 def model_info(model, filename: str) -> ModelInfo:
-    gf, cfg = model.gguf, model.cfg
-    tensors = list(gf.tensors.values())
+    tensors = list(model.gguf.tensors.values())
     size = sum(t.n_bytes for t in tensors)
     n_params = sum(t.n_elements for t in tensors)
-    desc = " ".join((cfg.arch, _type_name(cfg.arch, cfg.n_layer, cfg.n_embd, cfg.n_vocab, cfg.n_head, cfg.n_head_kv),
-                     ftype_name(gf.get("general.file_type"))))
-    return ModelInfo(filename, desc, size, n_params)
+    return ModelInfo(filename, model_desc(model.gguf, model.cfg), size, n_params)
 
 
 # -- statistics as llama-bench computes them -------------------------------------------------

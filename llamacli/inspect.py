@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,7 @@ class Summary:
     types: tuple[TypeStat, ...]  # by bytes, largest first
     tied_output: bool  # no output.weight: the head reuses token_embd.weight
     chat_template: str | None
+    model: str = ""  # llama_model_desc ("llama 8B Q4_K - Medium"), or why llamacli cannot run it
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,19 @@ def _inspect(gf: GGUFFile) -> Inspection:
         kv_count=sum(1 for e in entries if not e.key.startswith("GGUF.")),
         file_size=file_size,
     )
-    return Inspection(gf.path, header, entries, tensors, _summarise(entries, tensors, file_size), r)
+    summary = replace(_summarise(entries, tensors, file_size), model=_model_desc(gf))
+    return Inspection(gf.path, header, entries, tensors, summary, r)
+
+
+def _model_desc(gf) -> str:
+    """The model as llama.cpp describes it, when its family spec accepts the file's metadata."""
+    from .bench import model_desc
+    from .model.config import config_from_gguf
+
+    try:
+        return model_desc(gf, config_from_gguf(gf))
+    except (LlamacliError, ValueError, TypeError) as e:
+        return f"not runnable here: {e}"
 
 
 def _summarise(entries: tuple[Entry, ...], tensors: tuple[TensorInfo, ...], file_size: int) -> Summary:

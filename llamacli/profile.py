@@ -1,9 +1,9 @@
 """Per-layer, per-operation timing of one decode step and one prefill batch.
 
 The engine is not changed: `Profiler` is a context manager that, while it is open, replaces
-the functions the graph calls (`ops.*` and `round_to_f16` in the transformer module, the
-model's `_embed`, and `load` / `matmul` of each of the model's `Activation` objects) with
-timing wrappers, and puts the originals back on exit. With profiling off the decode path is
+the operations of the model's backend (`model.be`, the seam the graph calls through), the
+model's `_embed`, and `load` / `matmul` of each of the model's `Activation` objects with timing
+wrappers, and puts the originals back on exit. With profiling off the decode path is
 byte for byte the code that runs without it.
 
 Calls are mapped to layers without counting: a matmul is known by its weight rows (each
@@ -24,12 +24,12 @@ import numpy as np
 from .errors import LlamacliError
 
 # display order of the operations
-OPS = ["embed", "rope_cache", "attn_norm", "act_quant", "q_proj", "k_proj", "v_proj", "qk_norm", "rope",
+OPS = ["embed", "rope_cache", "attn_norm", "act_quant", "qkv_proj", "q_proj", "k_proj", "v_proj", "qk_norm", "rope",
        "store_kv", "q_to_f16", "attention", "o_proj", "post_attn_norm", "residual", "ffn_norm", "gate", "up",
        "glu", "down", "post_ffn_norm", "output_norm", "output", "sampling", "profiler"]
 
 # Linear field of a block -> op name
-_LINEAR_OPS = {"wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
+_LINEAR_OPS = {"wqkv": "qkv_proj", "wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
                "w_gate": "gate", "w_up": "up", "w_down": "down"}
 _NORM_OPS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "post_attn_norm": "post_attn_norm",
              "post_ffn_norm": "post_ffn_norm", "q_norm": "qk_norm", "k_norm": "qk_norm"}
@@ -50,7 +50,8 @@ class Profiler:
         self.by_norm: dict[int, tuple[int, str]] = {}  # id(norm weight) -> (layer, op)
         for il, L in enumerate(W.layers):
             for f, op in _LINEAR_OPS.items():
-                self.by_rows[id(getattr(L, f).rows)] = (il, op)
+                if getattr(L, f) is not None:
+                    self.by_rows[id(getattr(L, f).rows)] = (il, op)
             for f, op in _NORM_OPS.items():
                 v = getattr(L, f)
                 if v is not None:
@@ -152,17 +153,15 @@ class Profiler:
         setattr(obj, name, new)
 
     def __enter__(self) -> "Profiler":
-        from .kernels import ops
-        from .model import transformer
-
+        be = self.model.be
         for name in ("rope", "store_kv", "swiglu", "geglu", "add_inplace"):
             op = {"swiglu": "glu", "geglu": "glu", "add_inplace": "residual"}.get(name, name)
-            self._patch(ops, name, self._simple(getattr(ops, name), op))
-        self._patch(ops, "rope_cache", self._simple(ops.rope_cache, "rope_cache", INPUT))
-        self._patch(ops, "rms_norm", self._norm(ops.rms_norm))
-        self._patch(ops, "rms_norm_heads", self._norm(ops.rms_norm_heads))
-        self._patch(ops, "attention", self._attention(ops.attention))
-        self._patch(transformer, "round_to_f16", self._simple(transformer.round_to_f16, "q_to_f16"))
+            self._patch(be, name, self._simple(getattr(be, name), op))
+        self._patch(be, "rope_cache", self._simple(be.rope_cache, "rope_cache", INPUT))
+        self._patch(be, "rms_norm", self._norm(be.rms_norm))
+        self._patch(be, "rms_norm_heads", self._norm(be.rms_norm_heads))
+        self._patch(be, "attention", self._attention(be.attention))
+        self._patch(be, "round_to_f16", self._simple(be.round_to_f16, "q_to_f16"))
         m = self.model
         self._patch(m, "_embed", self._simple(m._embed, "embed", INPUT), instance=True)
         for act in m.state.acts.values():

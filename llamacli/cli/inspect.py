@@ -99,6 +99,7 @@ def listing(
     summary = [
         ["file", filename],
         ["architecture", arch],
+        ["model", s.model],
         ["name", name],
         ["file type", s.file_type or "?"],
         ["parameters", f"{count(s.n_params)} ({s.n_params})"],

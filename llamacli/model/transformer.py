@@ -1,14 +1,21 @@
-"""The decoder graph (llama, qwen2, gemma3) over memory-mapped weights and a preallocated state.
+"""The decoder graph of every supported family, over memory-mapped weights and a preallocated state.
 
 `Model.eval(tokens)` runs micro-batches of at most `n_batch` tokens through every block,
-appending their keys and values to the F16 KV cache, and returns logits. It mirrors the
-order and numerics of llama.cpp's graphs (src/models/llama.cpp, qwen2.cpp, gemma3.cpp):
-RMSNorm with a float64 sum, activations quantized to each weight's dot partner, RoPE from a
-float32 theta recurrence, and the non-flash attention path over fp16 keys and values.
+appending their keys and values to the F16 KV cache, and returns logits. It mirrors the order
+and numerics of llama.cpp's graphs (src/models/<arch>.cpp): RMSNorm with a float64 sum,
+activations quantized to each weight's dot partner, RoPE from a float32 theta recurrence, and the
+non-flash attention path over fp16 keys and values. Which optional steps a block takes (q/k norms,
+post-norms, GeGLU, soft-caps, multipliers, NoPE layers, the q temperature) the family's spec says
+through the Config and the tensors it loaded.
+
+The graph calls its operations through `Model.be`, a `Backend` chosen when the model is loaded:
+the CPU kernels of `llamacli.kernels` today, another device's later. The profiler wraps that
+object's members.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numba
@@ -31,39 +38,63 @@ def kv_cache_bytes(cfg: Config, n_ctx: int) -> int:
     return cfg.n_layer * n_ctx * (cfg.n_embd_k + cfg.n_embd_v) * KV_BYTES
 
 
-class State:
-    """Scratch buffers and the KV cache, allocated once; `eval` allocates nothing per token."""
+class Backend:
+    """The operations the graph runs, as attributes of one object (instance attributes, so that
+    a profiler or another device can replace any of them for one model)."""
 
-    def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int):
+    def __init__(self):
+        for name in ("rms_norm", "rms_norm_heads", "rope_cache", "rope", "store_kv", "attention", "swiglu",
+                     "geglu", "add_inplace", "softcap_inplace"):
+            setattr(self, name, getattr(ops, name))
+        self.round_to_f16 = round_to_f16
+
+    def linear(self, act: Activation, w: Linear, out: np.ndarray) -> None:
+        act.matmul(w.dot, w.rows, out)
+
+
+class State:
+    """Scratch buffers and the KV cache, allocated once; `eval` allocates nothing per token.
+    Shapes are NumPy's (row-major, tokens first); T = n_batch."""
+
+    def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int, rope_factors=None):
         E, F, T = cfg.n_embd, cfg.n_ff, n_batch
+        nq, nk, nv = cfg.n_head * cfg.head_dim, cfg.n_embd_k, cfg.n_embd_v
         self.n_ctx, self.n_batch = n_ctx, n_batch
         self.x = np.zeros((T, E), np.float32)  # residual stream
         self.xn = np.zeros((T, E), np.float32)  # normed input of a sub-block
-        self.q = np.zeros((T, cfg.n_head * cfg.head_dim), np.float32)
-        self.k = np.zeros((T, cfg.n_embd_k), np.float32)
-        self.v = np.zeros((T, cfg.n_embd_v), np.float32)
+        self.q = np.zeros((T, nq), np.float32)
+        self.k = np.zeros((T, nk), np.float32)
+        self.v = np.zeros((T, nv), np.float32)
+        fused_qkv = any(L.wqkv is not None for L in weights.layers)
+        self.qkv = np.zeros((T, nq + nk + nv) if fused_qkv else (0, 0), np.float32)  # attn_qkv's output
         self.attn = np.zeros((T, cfg.n_head * cfg.head_dim_v), np.float32)  # attention output
         self.proj = np.zeros((T, E), np.float32)  # output of wo / w_down
         self.gate = np.zeros((T, F), np.float32)
         self.up = np.zeros((T, F), np.float32)
+        fused_up = any(L.w_gate is None for L in weights.layers)
+        self.gate_up = np.zeros((T, 2 * F) if fused_up else (0, 0), np.float32)  # phi3's fused ffn_up
         self.ffn = np.zeros((T, F), np.float32)
-        self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
+        self.k_cache = np.zeros((cfg.n_layer, n_ctx, nk), np.uint16)  # fp16 bits
         # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
-        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, (n_ctx + 31) // 32 * 32), np.uint16)
+        self.v_cache = np.zeros((cfg.n_layer, nv, (n_ctx + 31) // 32 * 32), np.uint16)
         # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
-        half = cfg.rope_dims // 2
-        self.cos = np.zeros((T, half), np.float32)
+        half = cfg.rope.n_dims // 2
+        # the frequency factors of every pair (rope_freqs / LongRoPE's), ones where there are none
+        self.rope_factors = np.ones(half, np.float32) if rope_factors is None else np.ascontiguousarray(rope_factors)
+        self.rope_factors_swa = np.ones(half, np.float32)  # the SWA layers of gemma/olmo take none
+        self.cos = np.zeros((T, half), np.float32)  # (T, n_rot/2) of the full-attention layers
         self.sin = np.zeros((T, half), np.float32)
-        self.cos_local = np.zeros((T, half), np.float32)
+        self.cos_local = np.zeros((T, half), np.float32)  # of the sliding-window layers
         self.sin_local = np.zeros((T, half), np.float32)
+        self.q_temp = np.ones((T, 1), np.float32)  # mistral3: q's temperature by position
         self.pos = np.zeros(T, np.int64)
         self.head_dim = cfg.head_dim
         self.logits = np.zeros((T, cfg.n_vocab), np.float32)
         self.acts: dict[tuple[str, int], Activation] = {}
         lin: list[Linear] = [weights.output]
         for L in weights.layers:
-            lin += [L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down]
+            lin += [w for w in (L.wq, L.wk, L.wv, L.wqkv, L.wo, L.w_gate, L.w_up, L.w_down) if w is not None]
         for w in lin:
             key = (w.dot.act, w.n_in)
             if key not in self.acts:
@@ -98,9 +129,16 @@ class _Rows:
     def __init__(self, S: State, T: int):
         self.x, self.xn = S.x[:T], S.xn[:T]  # (T, E)
         self.q, self.k, self.v = S.q[:T], S.k[:T], S.v[:T]
+        nq, nk = S.q.shape[1], S.k.shape[1]
+        self.qkv = S.qkv[:T]  # (T, nq + nk + nv), and its three column blocks
+        self.qkv_parts = (self.qkv[:, :nq], self.qkv[:, nq:nq + nk], self.qkv[:, nq + nk:]) if S.qkv.size else ()
         self.attn, self.proj = S.attn[:T], S.proj[:T]
         self.gate, self.up, self.ffn = S.gate[:T], S.up[:T], S.ffn[:T]  # (T, F)
+        F = S.gate.shape[1]
+        self.gate_up = S.gate_up[:T]  # (T, 2F): gate half, then up half
+        self.gate_up_parts = (self.gate_up[:, :F], self.gate_up[:, F:]) if S.gate_up.size else ()
         self.pos = S.pos[:T]
+        self.q_temp = S.q_temp[:T]  # (T, 1)
         self.q3 = self.q.reshape(T, -1, S.head_dim)  # (T, n_head, D)
         self.k3 = self.k.reshape(T, -1, S.head_dim)  # (T, n_head_kv, D)
         self.q_flat = self.q.reshape(-1)
@@ -115,7 +153,12 @@ class Model:
     weights: Weights
     state: State
     n_threads: int
+    be: Backend = None  # the operations, chosen at load
     trace: object = None  # optional callable(name, layer, array), named as llama.cpp's graph names its tensors
+
+    def __post_init__(self):
+        if self.be is None:
+            self.be = Backend()
 
     # -- one linear layer, its input quantized once per (kind, width) --------------------
 
@@ -124,23 +167,55 @@ class Model:
         act.load(x)
         return act
 
-    def _linear(self, x: np.ndarray, w: Linear, out: np.ndarray, act: Activation | None = None):
+    def _linear(self, x: np.ndarray, w: Linear, out: np.ndarray, act: Activation | None = None,
+                bias: np.ndarray | None = None):
+        """out = W x (+ bias, a ggml_add after the matmul as build_lora_mm's callers do)."""
         if act is None or act.kind != w.dot.act:
             act = self._load(x, w)
-        act.matmul(w.dot, w.rows, out)
+        self.be.linear(act, w, out)
+        if bias is not None:
+            out += bias
         return act
 
     def _embed(self, tokens: np.ndarray, out: np.ndarray) -> None:
         emb = self.weights.token_embd
         out[:] = dequantize(emb.rows[tokens], emb.qtype).reshape(out.shape)
-        if self.cfg.embed_scale != 1.0:
+        if self.cfg.embed_scale != 1.0:  # ggml_scale (gemma: sqrtf(n_embd); granite: embedding_scale)
             out *= np.float32(self.cfg.embed_scale)
+
+    def _qkv(self, L, h: np.ndarray, R: "_Rows") -> None:
+        """build_qkv: one fused matmul split into q, k, v, or three sharing the quantized input;
+        then the biases."""
+        if L.wqkv is not None:
+            self._linear(h, L.wqkv, R.qkv, bias=L.bqkv)
+            for dst, src in zip((R.q, R.k, R.v), R.qkv_parts):
+                dst[:] = src
+            for y, b in ((R.q, L.bq), (R.k, L.bk), (R.v, L.bv)):
+                if b is not None:
+                    y += b
+            return
+        act = self._linear(h, L.wq, R.q, bias=L.bq)
+        act = self._linear(h, L.wk, R.k, act, bias=L.bk)
+        self._linear(h, L.wv, R.v, act, bias=L.bv)
+
+    def _ffn(self, L, h: np.ndarray, R: "_Rows") -> None:
+        """build_ffn, LLM_FFN_PAR: act(gate(h)) * up(h), then down; or one fused ffn_up whose
+        first half is the gate (phi3, LLM_FFN_SWIGLU over ffn_up)."""
+        be = self.be
+        if L.w_gate is None:
+            self._linear(h, L.w_up, R.gate_up, bias=L.b_up)
+            R.gate[:], R.up[:] = R.gate_up_parts
+        else:
+            act = self._linear(h, L.w_gate, R.gate, bias=L.b_gate)
+            self._linear(h, L.w_up, R.up, act, bias=L.b_up)
+        (be.geglu if self.cfg.ffn_act == "gelu" else be.swiglu)(R.gate, R.up, R.ffn)
+        self._linear(R.ffn, L.w_down, R.proj, bias=L.b_down)
 
     # -- the graph ------------------------------------------------------------------------
 
     def _ubatch(self, tokens: np.ndarray, want: str) -> np.ndarray:
         """Run T <= n_batch tokens at positions n_past..; return logits of the last or all."""
-        cfg, W, S = self.cfg, self.weights, self.state
+        cfg, W, S, be = self.cfg, self.weights, self.state, self.be
         T = tokens.shape[0]
         p0 = S.n_past
         n_kv = p0 + T
@@ -148,77 +223,89 @@ class Model:
         x, xn = R.x, R.xn
         q, k, v = R.q, R.k, R.v
         attn, proj = R.attn, R.proj
-        gate, up, ffn = R.gate, R.up, R.ffn
         pos = R.pos
         if T == 1:
             pos[0] = p0
         else:
             pos[:] = np.arange(p0, n_kv)
-        ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base, cfg.rope_freq_scale, S.cos, S.sin)
+        r = cfg.rope
+        be.rope_cache(pos, r.n_dims, r.base, r.freq_scale, r.ext_factor, r.attn_factor, r.corr_lo, r.corr_hi,
+                      S.rope_factors, S.cos, S.sin)
         if cfg.sliding_window:
-            ops.rope_cache(pos, cfg.rope_dims, cfg.rope_base_local, cfg.rope_freq_scale_local,
-                           S.cos_local, S.sin_local)
+            r = cfg.rope_swa
+            be.rope_cache(pos, r.n_dims, r.base, r.freq_scale, r.ext_factor, r.attn_factor, r.corr_lo, r.corr_hi,
+                          S.rope_factors_swa, S.cos_local, S.sin_local)
+        if cfg.attn_temp_scale:
+            # llm_graph_input_attn_temp: log(floor(pos / n) + 1) * scale + 1, in double
+            for t in range(T):
+                S.q_temp[t, 0] = math.log(math.floor(np.float32(pos[t]) / np.float32(cfg.attn_temp_floor)) + 1.0) \
+                    * cfg.attn_temp_scale + 1.0
         q3, k3 = R.q3, R.k3  # (T, n_head, D), (T, n_head_kv, D)
-        gemma = cfg.arch == "gemma3"
-        kq_scale = np.float32(1.0) if gemma else np.float32(cfg.attn_scale)
+        kq_scale = np.float32(1.0) if cfg.scale_q else np.float32(cfg.attn_scale)
+        res_scale = np.float32(cfg.residual_scale)
 
         cb = self.trace
         self._embed(tokens, x)
         for il, L in enumerate(W.layers):
             # attention
-            ops.rms_norm(x, L.attn_norm, cfg.rms_eps, xn)
-            act = self._linear(xn, L.wq, q)
-            act = self._linear(xn, L.wk, k, act)
-            self._linear(xn, L.wv, v, act)
-            if cb:
-                cb("attn_norm", il, xn)
-            for y, bias in ((q, L.bq), (k, L.bk), (v, L.bv)):  # build_qkv: ggml_add after each matmul
-                if bias is not None:
-                    y += bias
-            if L.q_norm is not None:
-                ops.rms_norm_heads(q3, L.q_norm, cfg.rms_eps)
-                ops.rms_norm_heads(k3, L.k_norm, cfg.rms_eps)
+            h = x
+            if L.attn_norm is not None:
+                be.rms_norm(x, L.attn_norm, cfg.rms_eps, xn)
+                h = xn
+                if cb:
+                    cb("attn_norm", il, xn)
+            self._qkv(L, h, R)
+            if cfg.qk_norm == "head":
+                be.rms_norm_heads(q3, L.q_norm, cfg.rms_eps)
+                be.rms_norm_heads(k3, L.k_norm, cfg.rms_eps)
+            elif cfg.qk_norm == "full":
+                be.rms_norm(q, L.q_norm, cfg.rms_eps, q)
+                be.rms_norm(k, L.k_norm, cfg.rms_eps, k)
             swa = cfg.is_swa_layer(il)
-            cos, sin = (S.cos_local, S.sin_local) if swa else (S.cos, S.sin)
-            ops.rope(q3, cos, sin, cfg.rope_dims, cfg.rope_neox)
-            ops.rope(k3, cos, sin, cfg.rope_dims, cfg.rope_neox)
+            if cfg.rope_layers[il]:
+                cos, sin = (S.cos_local, S.sin_local) if swa else (S.cos, S.sin)
+                be.rope(q3, cos, sin, cfg.rope.n_dims, cfg.rope_neox)
+                be.rope(k3, cos, sin, cfg.rope.n_dims, cfg.rope_neox)
             if cb:
                 cb("Qcur", il, q)
                 cb("Kcur", il, k)
                 cb("Vcur", il, v)
-            if gemma:
+            if cfg.scale_q:
                 q *= np.float32(cfg.attn_scale)
-            ops.store_kv(k, v, S.k_layers[il], S.v_layers[il], p0)
-            round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
-            ops.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale,
-                          cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
-            self._linear(attn, L.wo, proj)
+            if cfg.attn_temp_scale:
+                q3 *= R.q_temp[:, :, None]
+            be.store_kv(k, v, S.k_layers[il], S.v_layers[il], p0)
+            be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
+            be.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale,
+                         cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
+            self._linear(attn, L.wo, proj, bias=L.bo)
             if cb:
                 cb("kqv_out", il, attn)
                 cb("attn_out", il, proj)
             if L.post_attn_norm is not None:
-                ops.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
+                be.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
                 if cb:
                     cb("attn_post_norm", il, proj)
-            ops.add_inplace(x, proj)
+            if res_scale:
+                proj *= res_scale
+            be.add_inplace(x, proj)
             # feed-forward
-            ops.rms_norm(x, L.ffn_norm, cfg.rms_eps, xn)
-            act = self._linear(xn, L.w_gate, gate)
-            self._linear(xn, L.w_up, up, act)
-            (ops.geglu if gemma else ops.swiglu)(gate, up, ffn)
-            self._linear(ffn, L.w_down, proj)
+            h = x
+            if L.ffn_norm is not None:
+                be.rms_norm(x, L.ffn_norm, cfg.rms_eps, xn)
+                h = xn
+            self._ffn(L, h, R)
             if cb:
-                cb("sa_out" if gemma else "ffn_inp", il, x)
+                cb("ffn_inp", il, x)
                 cb("ffn_norm", il, xn)
-                cb("ffn_gate", il, gate)
-                cb("ffn_up", il, up)
-                cb("ffn_geglu" if gemma else "ffn_swiglu", il, ffn)
                 cb("ffn_out", il, proj)
             if L.post_ffn_norm is not None:
-                ops.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
+                be.rms_norm(proj, L.post_ffn_norm, cfg.rms_eps, proj)
                 if cb:
                     cb("ffn_post_norm", il, proj)
-            ops.add_inplace(x, proj)
+            if res_scale:
+                proj *= res_scale
+            be.add_inplace(x, proj)
             if cb:
                 cb("l_out", il, x)
 
@@ -229,16 +316,12 @@ class Model:
             rows, rows_n, logits = x, xn, S.logits[:T]
         else:
             rows, rows_n, logits = R.last_x, R.last_xn, R.logits_last
-        ops.rms_norm(rows, W.output_norm, cfg.rms_eps, rows_n)
-        self._linear(rows_n, W.output, logits)
-        if W.output_bias is not None:
-            logits += W.output_bias
+        be.rms_norm(rows, W.output_norm, cfg.rms_eps, rows_n)
+        self._linear(rows_n, W.output, logits, bias=W.output_bias)
+        if cfg.logit_scale:
+            logits *= np.float32(1.0) / np.float32(cfg.logit_scale)  # granite: ggml_scale by 1.0f/s
         if cfg.final_softcap:
-            # ggml_scale by 1.0f/c, ggml_tanh (glibc tanhf, correctly rounded here), ggml_scale by c
-            c = np.float32(cfg.final_softcap)
-            logits *= np.float32(1.0) / c
-            logits[:] = np.tanh(logits.astype(np.float64))
-            logits *= c
+            be.softcap_inplace(logits, cfg.final_softcap)
         return logits
 
     def eval(self, tokens, want: str = "last") -> np.ndarray:
@@ -266,7 +349,7 @@ class Model:
         return out if out is not None else lg
 
 
-def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2) -> Model:
+def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, backend: Backend | None = None) -> Model:
     """Open a GGUF, read its config and weights (views), allocate the state."""
     from ..gguf_io import open_gguf
 
@@ -279,5 +362,6 @@ def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2) 
     max_threads = numba.config.NUMBA_NUM_THREADS
     if n_threads < 1:
         raise LlamacliError(f"-t must be at least 1, got {n_threads}")
-    state = State(cfg, weights, n_ctx, n_batch)
-    return Model(gf, cfg, weights, state, min(n_threads, max_threads))
+    # llama.cpp's n_ctx_seq is the context of one sequence: all of it here
+    state = State(cfg, weights, n_ctx, n_batch, weights.rope_factors(n_ctx, cfg.n_ctx_orig_yarn))
+    return Model(gf, cfg, weights, state, min(n_threads, max_threads), backend or Backend())

@@ -1,7 +1,10 @@
 """Weights as read-only views into the memory-mapped GGUF, checked against the config.
 
-Nothing here copies quantized data: a `Linear` holds the tensor's rows exactly as stored,
-and the kernel registry says how to multiply them.
+Nothing here copies quantized data: a `Linear` holds the tensor's rows exactly as stored, and the
+kernel registry says how to multiply them. A family's spec asks a `TensorLoader` for each tensor
+it uses, with its shape (ggml order: ne0 = the row width first), as llama.cpp's `create_tensor`
+does; when the spec is done, every tensor of the file must have been asked for, or the load fails
+naming the ones nobody used.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from gguf import GGMLQuantizationType
 from ..errors import LlamacliError
 from ..gguf_io import GGUFFile, TensorView
 from ..kernels.registry import UnsupportedType, weight_type
-from .config import Config
 
 
 @dataclass(frozen=True)
@@ -31,21 +33,29 @@ class Linear:
 
 @dataclass(frozen=True)
 class Layer:
-    attn_norm: np.ndarray  # (n_embd,)
-    wq: Linear  # (n_embd -> n_head * head_dim)
-    wk: Linear  # (n_embd -> n_head_kv * head_dim)
-    wv: Linear  # (n_embd -> n_head_kv * head_dim_v)
+    """One block's tensors; None where the family (or this file) has no such tensor."""
+
     wo: Linear  # (n_head * head_dim_v -> n_embd)
-    ffn_norm: np.ndarray  # (n_embd,)
-    w_gate: Linear  # (n_embd -> n_ff)
-    w_up: Linear  # (n_embd -> n_ff)
+    w_up: Linear  # (n_embd -> n_ff), or (n_embd -> 2 n_ff) gate and up fused (phi3)
     w_down: Linear  # (n_ff -> n_embd)
-    bq: np.ndarray | None = None  # optional biases (qwen2 has them), (n_head * head_dim,) ...
+    wq: Linear | None = None  # (n_embd -> n_head * head_dim)
+    wk: Linear | None = None  # (n_embd -> n_head_kv * head_dim)
+    wv: Linear | None = None  # (n_embd -> n_head_kv * head_dim_v)
+    wqkv: Linear | None = None  # q, k and v fused in one tensor (phi3), instead of wq, wk, wv
+    w_gate: Linear | None = None  # (n_embd -> n_ff); None when fused into w_up
+    attn_norm: np.ndarray | None = None  # (n_embd,); olmo2 has none
+    ffn_norm: np.ndarray | None = None  # (n_embd,)
+    bq: np.ndarray | None = None  # biases, (n_head * head_dim,) ... (qwen2; optional in llama)
     bk: np.ndarray | None = None
     bv: np.ndarray | None = None
-    q_norm: np.ndarray | None = None  # gemma3: RMSNorm of each q / k head, (head_dim,)
+    bqkv: np.ndarray | None = None  # (n_q + n_k + n_v,) with wqkv
+    bo: np.ndarray | None = None  # (n_embd,)
+    b_gate: np.ndarray | None = None  # (n_ff,)
+    b_up: np.ndarray | None = None  # (n_ff,)
+    b_down: np.ndarray | None = None  # (n_embd,)
+    q_norm: np.ndarray | None = None  # (head_dim,) per head, or (n_head * head_dim,) whole rows (olmo2)
     k_norm: np.ndarray | None = None
-    post_attn_norm: np.ndarray | None = None  # gemma3: norms after attention and FFN
+    post_attn_norm: np.ndarray | None = None  # (n_embd,) norms after attention and FFN (gemma, olmo2)
     post_ffn_norm: np.ndarray | None = None
 
 
@@ -57,23 +67,21 @@ class Weights:
     tied: bool
     layers: tuple[Layer, ...]
     output_bias: np.ndarray | None = None  # (n_vocab,), optional (qwen2)
+    rope_freqs: np.ndarray | None = None  # (n_rot/2,) Llama 3 frequency factors
+    rope_long: np.ndarray | None = None  # (n_rot/2,) LongRoPE factors beyond n_ctx_orig_yarn
+    rope_short: np.ndarray | None = None  # (n_rot/2,) LongRoPE factors within it
+
+    def rope_factors(self, n_ctx: int, n_ctx_orig: int) -> np.ndarray | None:
+        """llama_model::get_rope_factors: rope_freqs where the file has them, else LongRoPE's long
+        factors when the context exceeds the original one, else its short factors."""
+        if self.rope_freqs is not None:
+            return self.rope_freqs
+        return self.rope_long if n_ctx > n_ctx_orig else self.rope_short
 
 
 def _check(t: TensorView, ne: tuple[int, ...]) -> None:
     if tuple(t.ne) != tuple(ne):
         raise LlamacliError(f"tensor '{t.name}' has shape {list(t.ne)}, expected {list(ne)}")
-
-
-def _vector(gf: GGUFFile, name: str, n: int, required: bool = True) -> np.ndarray | None:
-    t = gf.tensors.get(name)
-    if t is None:
-        if required:
-            raise LlamacliError(f"{gf.path}: tensor '{name}' is missing")
-        return None
-    _check(t, (n,))
-    if t.qtype != GGMLQuantizationType.F32:
-        raise LlamacliError(f"tensor '{name}' is {t.qtype.name}; norms and biases must be F32")
-    return t.data.reshape(n)
 
 
 def linear_from(t: TensorView, n_in: int, n_out: int) -> Linear:
@@ -90,38 +98,60 @@ def linear_from(t: TensorView, n_in: int, n_out: int) -> Linear:
     return Linear(t.name, t.qtype, rows, n_in, n_out, dot)
 
 
-def _linear(gf: GGUFFile, name: str, n_in: int, n_out: int) -> Linear:
-    return linear_from(gf.tensor(name), n_in, n_out)
+class TensorLoader:
+    """Hands out a file's tensors by name and shape, and remembers which were taken."""
+
+    def __init__(self, gf: GGUFFile, arch: str):
+        self.gf, self.arch = gf, arch
+        self.used: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        return name in self.gf.tensors
+
+    def _get(self, name: str, required: bool) -> TensorView | None:
+        t = self.gf.tensors.get(name)
+        if t is None:
+            if required:
+                raise LlamacliError(f"{self.gf.path}: tensor '{name}' is missing (required by {self.arch})")
+            return None
+        self.used.add(name)
+        return t
+
+    def linear(self, name: str, n_in: int, n_out: int, required: bool = True) -> Linear | None:
+        t = self._get(name, required)
+        return None if t is None else linear_from(t, n_in, n_out)
+
+    def vector(self, name: str, n: int, required: bool = True) -> np.ndarray | None:
+        """An F32 vector: norm weights, biases, RoPE factors."""
+        t = self._get(name, required)
+        if t is None:
+            return None
+        _check(t, (n,))
+        if t.qtype != GGMLQuantizationType.F32:
+            raise LlamacliError(f"tensor '{name}' is {t.qtype.name}; norms, biases and factors must be F32")
+        return t.data.reshape(n)
+
+    def rows(self, name: str, n_in: int, n_out: int) -> TensorView:
+        """A tensor used by row lookup (the token embedding), any type."""
+        t = self._get(name, True)
+        _check(t, (n_in, n_out))
+        return t
+
+    def finish(self) -> None:
+        """Every tensor in the file must have been used by the spec (llama.cpp: 'wrong number of
+        tensors'); an unknown one may change the arithmetic, so it is never skipped."""
+        unused = [n for n in self.gf.tensors if n not in self.used]
+        if unused:
+            more = f" and {len(unused) - 3} more" if len(unused) > 3 else ""
+            raise LlamacliError(f"{self.gf.path}: tensor '{unused[0]}' is not used by the {self.arch} architecture"
+                                + (f" (nor {', '.join(repr(u) for u in unused[1:3])}{more})" if len(unused) > 1 else "")
+                                + "; refusing to run a model whose arithmetic would be incomplete")
 
 
-def load_weights(gf: GGUFFile, cfg: Config) -> Weights:
-    E, F = cfg.n_embd, cfg.n_ff
-    emb = gf.tensor("token_embd.weight")
-    _check(emb, (E, cfg.n_vocab))
-    tied = "output.weight" not in gf.tensors
-    output = linear_from(emb if tied else gf.tensor("output.weight"), E, cfg.n_vocab)
-    layers = []
-    qd = cfg.n_head * cfg.head_dim
-    gemma = cfg.arch == "gemma3"
-    for i in range(cfg.n_layer):
-        p = f"blk.{i}."
-        layers.append(Layer(
-            attn_norm=_vector(gf, p + "attn_norm.weight", E),
-            wq=_linear(gf, p + "attn_q.weight", E, qd),
-            wk=_linear(gf, p + "attn_k.weight", E, cfg.n_embd_k),
-            wv=_linear(gf, p + "attn_v.weight", E, cfg.n_embd_v),
-            wo=_linear(gf, p + "attn_output.weight", cfg.n_head * cfg.head_dim_v, E),
-            ffn_norm=_vector(gf, p + "ffn_norm.weight", E),
-            w_gate=_linear(gf, p + "ffn_gate.weight", E, F),
-            w_up=_linear(gf, p + "ffn_up.weight", E, F),
-            w_down=_linear(gf, p + "ffn_down.weight", F, E),
-            bq=_vector(gf, p + "attn_q.bias", qd, required=False),
-            bk=_vector(gf, p + "attn_k.bias", cfg.n_embd_k, required=False),
-            bv=_vector(gf, p + "attn_v.bias", cfg.n_embd_v, required=False),
-            q_norm=_vector(gf, p + "attn_q_norm.weight", cfg.head_dim, required=gemma),
-            k_norm=_vector(gf, p + "attn_k_norm.weight", cfg.head_dim, required=gemma),
-            post_attn_norm=_vector(gf, p + "post_attention_norm.weight", E, required=gemma),
-            post_ffn_norm=_vector(gf, p + "post_ffw_norm.weight", E, required=gemma),
-        ))
-    return Weights(emb, _vector(gf, "output_norm.weight", E), output, tied, tuple(layers),
-                   _vector(gf, "output.bias", cfg.n_vocab, required=False))
+def load_weights(gf: GGUFFile, cfg) -> Weights:
+    from .arch import spec_for
+
+    t = TensorLoader(gf, cfg.arch)
+    w = spec_for(cfg.arch, gf.path).tensors(t, cfg)
+    t.finish()
+    return w

@@ -1,0 +1,116 @@
+"""Golden data from llama.cpp for the tiny family models of tests/families.py: the families with
+no real file here (llama with rope_freqs or YaRN, qwen3, gemma2, phi3, olmo2, granite, smollm3,
+mistral3).
+
+Run with llamacli's interpreter; llama.cpp runs in subprocesses (llamacli never imports llama_cpp):
+
+    python scripts/make_family_reference.py [--peer /work/peer-venv/bin/python]
+        [--lib /work/peer/avx2/bin] [--perplexity /work/peer/avx2/bin/llama-perplexity]
+
+The peer interpreter needs numpy and llama-cpp-python 0.3.36's `llama_cpp` package; with
+`--lib`, LLAMA_CPP_LIB_PATH points it at a libllama built from the same sdist (the AVX2 build:
+GGML_NATIVE=OFF, AVX2/FMA/F16C/BMI2 on), so no third build is needed.
+
+Writes tests/golden/families/<name>.json, small: the sha256 of the GGUF written (the test rebuilds
+it and checks that it is the same file), the token ids, and for each of 64 positions of llama.cpp's
+decode path (one token per llama_decode, flash attention off) the sha256 of the float32 logits row,
+its top-10 ids and logits and its log-sum-exp; then llama-perplexity's running estimates on
+tests/golden/reference.txt with -c 128 -b 1 -fa off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from families import FAMILY_MODELS, family_tokens, write_family  # noqa: E402
+
+OUT = ROOT / "tests" / "golden" / "families"
+TEXT = ROOT / "tests" / "golden" / "reference.txt"
+TOP = 10
+PPL_ARGS = ["-c", "128", "-b", "1", "-fa", "off", "--chunks", "3", "-t", "2"]
+
+PEER = r"""
+import sys, numpy as np, llama_cpp as L
+path, toks, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], sys.argv[3]
+L.llama_backend_init()
+model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+assert model, "llama.cpp could not load " + path
+cp = L.llama_context_default_params()
+cp.n_ctx = 256; cp.n_batch = 256; cp.n_ubatch = 256; cp.n_threads = 2; cp.n_threads_batch = 2
+cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+ctx = L.llama_init_from_model(model, cp)
+n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
+rows = []
+for t in toks:
+    assert L.llama_decode(ctx, L.llama_batch_get_one((L.llama_token * 1)(t), 1)) == 0
+    rows.append(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy())
+buf = (L.ctypes.c_char * 256)()
+L.llama_model_desc(model, buf, 256)
+np.save(out, np.stack(rows).astype(np.float32))
+print(buf.value.decode())
+"""
+
+CHUNK_RE = re.compile(r"\[(\d+)\]([0-9.]+|nan|inf),")
+
+
+def perplexity(binary: Path, model: Path, tries: int = 3) -> list[float]:
+    """llama-perplexity's running estimates; its logger can lose the last lines at exit, so the
+    run is repeated until every chunk's estimate is there."""
+    for _ in range(tries):
+        p = subprocess.run([str(binary), "-m", str(model), "-f", str(TEXT), *PPL_ARGS],
+                           capture_output=True, text=True, check=False)
+        est = [float(v) for _, v in CHUNK_RE.findall(p.stdout + p.stderr)]
+        if p.returncode == 0 and len(est) == 3:
+            return est
+    sys.exit(f"llama-perplexity failed on {model} (exit {p.returncode}):\n{(p.stdout + p.stderr)[-2000:]}")
+
+
+def record(logits: np.ndarray) -> dict:
+    top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP]
+    lse = np.log(np.exp(logits.astype(np.float64)).sum(axis=1))
+    return {"row_sha256": [hashlib.sha256(np.ascontiguousarray(r).tobytes()).hexdigest()[:16] for r in logits],
+            "top_ids": top.tolist(), "top_logits": np.take_along_axis(logits, top, axis=1).tolist(),
+            "lse": lse.tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--peer", default="/work/peer-venv/bin/python", help="interpreter with llama_cpp 0.3.36")
+    ap.add_argument("--lib", default="/work/peer/avx2/bin", help="folder of libllama.so (LLAMA_CPP_LIB_PATH)")
+    ap.add_argument("--perplexity", type=Path, default=Path("/work/peer/avx2/bin/llama-perplexity"))
+    ap.add_argument("names", nargs="*", help="models to (re)make; default: all")
+    args = ap.parse_args()
+    env = dict(os.environ, LLAMA_CPP_LIB_PATH=args.lib)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.names or FAMILY_MODELS:
+            path = write_family(name, Path(tmp) / f"{name}.gguf")
+            toks = family_tokens(name)
+            npy = Path(tmp) / f"{name}.npy"
+            p = subprocess.run([args.peer, "-c", PEER, str(path), ",".join(map(str, toks)), str(npy)], env=env,
+                               capture_output=True, text=True)
+            if p.returncode:
+                sys.exit(f"{name}: llama.cpp failed:\n{p.stderr[-3000:]}")
+            logits = np.load(npy)
+            rec = {"gguf_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "desc": p.stdout.strip(),
+                   "build": Path(args.lib).parent.name, "tokens": toks, **record(logits),
+                   "perplexity": {"args": PPL_ARGS, "text": TEXT.name, "estimates": perplexity(args.perplexity, path)}}
+            (OUT / f"{name}.json").write_text(json.dumps(rec, separators=(",", ":")) + "\n")
+            print(f"{name}: {rec['desc']}, ppl {rec['perplexity']['estimates']}")
+
+
+if __name__ == "__main__":
+    main()
