@@ -16,8 +16,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .dot.fp16 import F16_TO_F32, f32_to_f16_bits
-from .simd import exp8_shifted, fma32, libm_tanhf, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
+from .dot.fp16 import F16_TO_F32, dot_f16_fast, f32_to_f16_bits  # noqa: F401  (dot_f16_fast: the attention's dot)
+from .simd import exp8_shifted, fma32, libm_expf, libm_tanhf, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
 
 
 @njit(cache=True)
@@ -122,22 +122,6 @@ def store_kv(k, v, cache_k, cache_vt, pos0):
 
 
 @njit(inline="always", cache=True)
-def dot_f16_fast(x, xo, y, yo, n):
-    """dot_f16 over x[xo:xo+n] and y[yo:yo+n] (flat offsets into C-contiguous arrays) with the
-    instructions ggml uses: the first n & ~31 elements as one IR loop (simd.row_dot_f16), the
-    leftovers added in double as ggml does. Same bits as dot_f16."""
-    n32 = n & ~31
-    v = row_dot_f16(x, xo, y, yo, n32)
-    if n32 == n:
-        return v
-    xf, yf = x.reshape(-1), y.reshape(-1)
-    s = np.float64(v)
-    for i in range(n32, n):
-        s += np.float64(np.float32(xf[xo + i] * F16_TO_F32[yf[yo + i]]))
-    return np.float32(s)
-
-
-@njit(inline="always", cache=True)
 def dot_f16(x, y, n, acc):
     """ggml_vec_dot_f16 (AVX + F16C): x float32 values already fp16-exact, y fp16 bits. Four
     accumulators of eight lanes (acc, 32 floats of scratch) take fused multiply-adds over the
@@ -157,7 +141,7 @@ def dot_f16(x, y, n, acc):
 
 
 @njit(parallel=True, cache=True)
-def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, out):
+def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out):
     """Causal multi-head attention over an F16 KV cache, as llama.cpp's non-flash path computes
     it for one query at a time: kq = K @ fp16(q) (ggml_vec_dot_f16), softmax(kq * scale + mask)
     with ggml_v_expf in groups of eight and a float64 sum, the probabilities rounded to fp16,
@@ -171,7 +155,9 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
     q (T, n_head, D) float32 holding fp16-exact values; cache_k (n_ctx, n_head_kv*D) and
     cache_vt (n_head_kv*D, n_ctx padded to 32) fp16 bits; pos (T,) the position of each query;
     n_kv keys in use; window > 0 masks keys more than window-1 behind (sliding-window
-    attention); softcap > 0 applies tanh soft-capping to the scores. scratch (n_threads,
+    attention); softcap > 0 applies tanh soft-capping to the scores; sinks (n_head,) or empty:
+    gpt-oss's sink logit of each head joins the softmax (ggml_soft_max_add_sinks: the max
+    includes it and the sum gains expf(sink - max)). scratch (n_threads,
     n_ctx + 64) float32, a row per thread; out (T, n_head*D)."""
     T, H, D = q.shape
     HKV = cache_k.shape[1] // D
@@ -203,9 +189,13 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, scratch, 
             s[j] = -np.inf
         for j in range(hi, g1):
             s[j] = -np.inf
+        if sinks.shape[0] > 0 and sinks[h] > mx:
+            mx = sinks[h]
         total = 0.0
         for j in range(g0, g1, 8):
             total += np.float64(exp8_shifted(s, j, mx))
+        if sinks.shape[0] > 0:
+            total += np.float64(libm_expf(np.float32(sinks[h] - mx)))
         inv = np.float32(1.0 / total)
         for j in range(g0, g1, 8):
             scale8_to_f16(s, j, inv)

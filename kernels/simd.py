@@ -29,19 +29,30 @@ def fma32(typingctx, a, b, c):
     return sig, codegen
 
 
-@intrinsic
-def libm_tanhf(typingctx, x):
-    """The C library's own tanhf (ggml_vec_tanh_f32 calls it per element). glibc's tanhf is not
-    correctly rounded before 2.41 (on Debian 12's 2.36, 20% of random inputs differ from tanh
-    rounded from double), so the same symbol llama.cpp links is called, resolved in this process."""
-    sig = types.float32(types.float32)
+def _libm_f32(name: str, why: str):
+    """An intrinsic calling the C library's float function `name` (float -> float), the very
+    symbol llama.cpp's ggml links, resolved in this process (Python already loads libm)."""
 
-    def codegen(context, builder, signature, args):
-        f = ir.FloatType()
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f, [f]), "tanhf")
-        return builder.call(fn, args)
+    @intrinsic
+    def call(typingctx, x):
+        sig = types.float32(types.float32)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            f = ir.FloatType()
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f, [f]), name)
+            return builder.call(fn, args)
+
+        return sig, codegen
+
+    call.__doc__ = f"The C library's {name}: {why}"
+    return call
+
+
+# glibc's tanhf is not correctly rounded before 2.41 (on Debian 12's 2.36, 20% of random inputs
+# differ from tanh rounded from double), so these are not math.tanh / math.log2 in float32
+libm_tanhf = _libm_f32("tanhf", "ggml_vec_tanh_f32 calls it per element (soft-capping)")
+libm_log2f = _libm_f32("log2f", "quantize_row_mxfp4_ref's exponent, floorf(log2f(amax))")
+libm_expf = _libm_f32("expf", "the scalar leftovers of ggml_vec_soft_max_f32, attention sinks, swiglu_oai")
 
 
 @intrinsic

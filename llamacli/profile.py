@@ -121,9 +121,9 @@ class Profiler:
     def _attention(self, fn):
         clock, log, cur = time.perf_counter_ns, self.log, self.cur
 
-        def w(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out):
+        def w(q, ck, cvt, pos, n_kv, scale, window, softcap, sinks, scratch, out):
             t0 = clock()
-            r = fn(q, ck, cvt, pos, n_kv, scale, window, softcap, scratch, out)
+            r = fn(q, ck, cvt, pos, n_kv, scale, window, softcap, sinks, scratch, out)
             dt = clock() - t0
             T, n_head, hd = q.shape
             if window:

@@ -49,6 +49,22 @@ FAMILY_MODELS = {
                               "rope.scaling.yarn_beta_slow": 1.0, "rope.scaling.yarn_log_multiplier": 1.0,
                               "attention.temperature_scale": 0.1, "rope.freq_base": 1000000.0}, dict(), 19),
 }
+# mixture-of-experts families: 8 experts, a few used per token, experts 256 wide; routers F32 as
+# converted files keep them (llama-quantize never quantizes ffn_gate_inp)
+MOE = dict(n_expert=8, n_used=2, n_ff_exp=256)
+FAMILY_MODELS.update({
+    "qwen3moe": ("qwen3moe", {"rope.freq_base": 1000000.0, "expert_count": 8, "expert_used_count": 2,
+                              "expert_feed_forward_length": 256}, dict(qk_norm="head", moe=MOE), 21),
+    # OLMoE: full-width q/k norms (its k norm is n_embd wide: as many kv heads as heads)
+    "olmoe": ("olmoe", {"expert_count": 8, "expert_used_count": 2}, dict(olmoe=True, moe=dict(MOE, n_ff_exp=512), tied=False, n_head_kv=4), 22),
+    # Mixtral's llama: experts as wide as n_ff, renormalised weights
+    "llama_moe": ("llama", {"expert_count": 8, "expert_used_count": 2}, dict(moe=dict(MOE, n_ff_exp=512)), 23),
+    # gpt-oss: MXFP4 experts with biases, sinks, SWA on alternate layers, YaRN, 4 of 8 experts
+    "gpt_oss": ("gpt-oss", {"expert_count": 8, "expert_used_count": 4, "expert_feed_forward_length": 256,
+                            "attention.sliding_window": 16, "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                            "rope.scaling.original_context_length": 32, "rope.freq_base": 150000.0},
+                dict(gpt_oss=True, moe=dict(MOE, n_used=4), tied=False, exp_type=T.MXFP4), 24),
+})
 FAMILY_POSITIONS = 64
 
 # weight types by tensor kind: kernels whose ggml order is already checked bit for bit
@@ -78,6 +94,7 @@ def write_family(name: str, path: Path, arch: str | None = None, meta: dict | No
     arch = arch or arch0
     meta = {**meta0, **(meta or {})}
     E, L, H, HKV, F, ctx = (BASE[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "ctx"))
+    HKV = opt.get("n_head_kv", HKV)
     D = E // H
     rng = np.random.default_rng(seed)
     tokens, types, merges = _bpe_vocab()
@@ -123,8 +140,12 @@ def write_family(name: str, path: Path, arch: str | None = None, meta: dict | No
     if opt.get("longrope"):
         w.add_tensor("rope_factors_long.weight", np.geomspace(1.0, 16.0, D // 2).astype(np.float32))
         w.add_tensor("rope_factors_short.weight", np.geomspace(1.0, 2.0, D // 2).astype(np.float32))
+    moe = opt.get("moe")
     for i in range(L):
         p = f"blk.{i}."
+        if moe:
+            _moe_block(w, rng, p, opt, E, H, HKV, D, mat, vec)
+            continue
         if not opt.get("olmo"):
             vec(p + "attn_norm.weight", E)
             vec(p + "ffn_norm.weight", E)
@@ -158,6 +179,40 @@ def write_family(name: str, path: Path, arch: str | None = None, meta: dict | No
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _moe_block(w, rng, p, opt, E, H, HKV, D, mat, vec) -> None:
+    """One mixture-of-experts block: attention as the family has it, the F32 router, and 3-D
+    expert tensors (n_expert, n_out, n_in) in NumPy order."""
+    X, FX = opt["moe"]["n_expert"], opt["moe"]["n_ff_exp"]
+    et = opt.get("exp_type", T.Q8_0)
+    vec(p + "attn_norm.weight", E)
+    mat(p + "attn_q.weight", E, H * D)
+    mat(p + "attn_k.weight", E, HKV * D)
+    mat(p + "attn_v.weight", E, HKV * D)
+    mat(p + "attn_output.weight", H * D, E)
+    if opt.get("qk_norm") == "head":
+        vec(p + "attn_q_norm.weight", D)
+        vec(p + "attn_k_norm.weight", D)
+    if opt.get("olmoe"):
+        vec(p + "attn_q_norm.weight", E)
+        vec(p + "attn_k_norm.weight", E)
+    if opt.get("gpt_oss"):
+        for nm, n in (("attn_q.bias", H * D), ("attn_k.bias", HKV * D), ("attn_v.bias", HKV * D),
+                      ("attn_output.bias", E)):
+            vec(p + nm, n, 0.0, 0.05)
+        w.add_tensor(p + "attn_sinks.weight", rng.standard_normal(H).astype(np.float32))
+        vec(p + "post_attention_norm.weight", E)
+    else:
+        vec(p + "ffn_norm.weight", E)
+    w.add_tensor(p + "ffn_gate_inp.weight", rng.standard_normal((X, E)).astype(np.float32) / np.float32(4.0))
+    for nm, n_in, n_out in (("ffn_gate_exps", E, FX), ("ffn_up_exps", E, FX), ("ffn_down_exps", FX, E)):
+        x = (rng.standard_normal((X, n_out, n_in)) * 0.5 / np.sqrt(n_in)).astype(np.float32)
+        w.add_tensor(p + nm + ".weight", _quantize(x.reshape(X * n_out, n_in), et).reshape(X, n_out, -1), raw_dtype=et)
+    if opt.get("gpt_oss"):
+        vec(p + "ffn_gate_inp.bias", X, 0.0, 0.1)
+        for nm, n in (("ffn_gate_exps.bias", FX), ("ffn_up_exps.bias", FX), ("ffn_down_exps.bias", E)):
+            w.add_tensor(p + nm, (0.05 * rng.standard_normal((X, n))).astype(np.float32))
 
 
 def family_tokens(name: str) -> list[int]:

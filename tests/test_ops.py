@@ -127,7 +127,7 @@ def test_attention_is_bit_identical_to_the_full_row_twin(D, H, HKV, T, past, win
     pos = np.arange(past, n_kv, dtype=np.int64)
     scale = np.float32(1 / np.sqrt(D))
     fast = np.full((T, H * D), np.nan, np.float32)
-    ops.attention(q, ck, cvt, pos, n_kv, scale, window, 0.0, np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64),
+    ops.attention(q, ck, cvt, pos, n_kv, scale, window, 0.0, np.zeros(0, np.float32), np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64),
                                                                          np.float32), fast)
     slow = np.full((T, H * D), np.nan, np.float32)
     _attention_full_rows(q, ck, cvt, pos, n_kv, scale, window, slow)

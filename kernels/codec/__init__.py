@@ -134,4 +134,4 @@ def codec(qtype: GGMLQuantizationType | int) -> Codec:
 
 
 from ._bits import first_nonfinite_row as _first_nonfinite_row  # noqa: E402
-from . import floats, legacy, kquants  # noqa: E402,F401  (each registers its types)
+from . import floats, legacy, kquants, mxfp4  # noqa: E402,F401  (each registers its types)

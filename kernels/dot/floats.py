@@ -1,6 +1,7 @@
 """Dot products of float weights: F32 against float32, F16 and BF16 against activations
 converted to the weight's own type first, as ggml does (``vec_dot_type`` of F16 is F16,
-of BF16 is BF16), with float32 accumulation.
+of BF16 is BF16). F32 and F16 follow ggml's AVX2 order (ggml_vec_dot_f32, ggml_vec_dot_f16)
+bit for bit; BF16 is still a plain float32 dot (ggml_vec_dot_bf16's order is not reproduced).
 
 Weights arrive as raw rows: F32 as float32[R, n], F16 and BF16 as uint16[R, n] bit patterns.
 The activation ``x`` float32[T, n] is already rounded to the weight's type by the caller
@@ -12,42 +13,59 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .fp16 import F16_TO_F32
+import numba
+
+from ..simd import fma32, reduce8_hadd
+from .fp16 import dot_f16_fast
 from .legacy import FASTMATH
 
 BF16_TO_F32 = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_f32(W, x, out):
-    """ggml_vec_dot_f32."""
+@njit(inline="always", cache=True)
+def dot_f32(w, x, n, acc):
+    """ggml_vec_dot_f32 (AVX2 + FMA): four accumulators of eight lanes (acc, 32 floats of scratch)
+    take fused multiply-adds over the first n & ~31 elements, GGML_F32x8_REDUCE sums them
+    ((0 + 2) + (1 + 3), then the two halves and two hadds), and the leftovers are added one by
+    one into the float result (sumf += x*y, contracted by GCC)."""
+    np_ = n & ~31
+    for i in range(32):
+        acc[i] = 0.0
+    for i in range(0, np_, 32):
+        for j in range(32):
+            acc[j] = fma32(w[i + j], x[i + j], acc[j])
+    for l in range(8):
+        acc[l] = (acc[l] + acc[16 + l]) + (acc[8 + l] + acc[24 + l])
+    s = reduce8_hadd(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+    for i in range(np_, n):
+        s = fma32(w[i], x[i], s)
+    return s
+
+
+@njit(parallel=True, cache=True)
+def matmul_f32(W, x, out, scratch):
+    """F32 weights against float32 activations (vec_dot_type F32), ggml_vec_dot_f32 per output;
+    a prompt batch of two or more tokens goes through llamafile's tinyBLAS in llama.cpp, which
+    sums in another order (not reproduced)."""
     R, n = W.shape
     for r in prange(R):
-        w = W[r]
+        acc = scratch[numba.get_thread_id()]
         for t in range(x.shape[0]):
-            xt = x[t]
-            acc = np.float32(0.0)
-            for j in range(n):
-                acc += w[j] * xt[j]
-            out[t, r] = acc
+            out[t, r] = dot_f32(W[r], x[t], n, acc)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_f16(W, x, out):
-    """ggml_vec_dot_f16: W uint16[R, n] fp16 bits, x float32 values already fp16-rounded."""
+@njit(parallel=True, cache=True)
+def matmul_f16(W, x, out, scratch):
+    """F16 weights against activations rounded to fp16 (vec_dot_type F16): ggml_vec_dot_f16
+    (dot_f16_fast, the order the attention's K and V dots use)."""
     R, n = W.shape
     for r in prange(R):
-        w = W[r]
         for t in range(x.shape[0]):
-            xt = x[t]
-            acc = np.float32(0.0)
-            for j in range(n):
-                acc += F16_TO_F32[w[j]] * xt[j]
-            out[t, r] = acc
+            out[t, r] = dot_f16_fast(x, t * n, W, r * n, n)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)
-def matmul_bf16(W, x, out):
+def matmul_bf16(W, x, out, scratch):
     """ggml_vec_dot_bf16: W uint16[R, n] bf16 bits, x float32 values already bf16-rounded."""
     R, n = W.shape
     for r in prange(R):

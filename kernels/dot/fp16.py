@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..simd import row_dot_f16
+
 F16_TO_F32 = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
 
@@ -69,3 +71,19 @@ def to_f16_bits(x, out):
     bits = x.view(np.uint32)
     for i in range(x.shape[0]):
         out[i] = f32_to_f16_bits(bits[i], x[i])
+
+
+@njit(inline="always", cache=True)
+def dot_f16_fast(x, xo, y, yo, n):
+    """dot_f16 over x[xo:xo+n] and y[yo:yo+n] (flat offsets into C-contiguous arrays) with the
+    instructions ggml uses: the first n & ~31 elements as one IR loop (simd.row_dot_f16), the
+    leftovers added in double as ggml does. Same bits as dot_f16."""
+    n32 = n & ~31
+    v = row_dot_f16(x, xo, y, yo, n32)
+    if n32 == n:
+        return v
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    s = np.float64(v)
+    for i in range(n32, n):
+        s += np.float64(np.float32(xf[xo + i] * F16_TO_F32[yf[yo + i]]))
+    return np.float32(s)

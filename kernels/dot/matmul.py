@@ -19,7 +19,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from llvmlite import binding as _llvm
 
 from . import activations as A
-from . import floats, kquants, legacy
+from . import floats, kquants, legacy, mxfp4
 from .fp16 import round_to_f16
 
 # ggml's AVX2 instruction sequence where the CPU has it; the portable kernels (same bits) elsewhere
@@ -37,7 +37,7 @@ QUANT_KINDS = ("q8_0", "q8_1", "q8_K")
 @dataclass(frozen=True)
 class DotKernel:
     act: str  # "q8_0" | "q8_1" | "q8_K" | "f32" | "f16" | "bf16"
-    matmul: Callable  # quantized: (W, q, d, aux, out, scratch); float: (W, x, out)
+    matmul: Callable  # quantized: (W, q, d, aux, out, scratch); float: (W, x, out, scratch)
     row_dtype: type = np.uint8  # how the weight rows are viewed
 
 
@@ -55,6 +55,7 @@ DOTS: dict[T, DotKernel] = {
     T.Q4_K: DotKernel("q8_K", fast_kquants.matmul_q4_K),
     T.Q5_K: DotKernel("q8_K", kquants.matmul_q5_K),
     T.Q6_K: DotKernel("q8_K", fast_kquants.matmul_q6_K),
+    T.MXFP4: DotKernel("q8_0", mxfp4.matmul_mxfp4),
 }
 
 
@@ -116,4 +117,4 @@ class Activation:
             q, d, aux = self._rows(t)
             dot.matmul(rows, q, d, aux, out, self.scratch)
         else:
-            dot.matmul(rows, self._rows(t)[0], out)
+            dot.matmul(rows, self._rows(t)[0], out, self.scratch)

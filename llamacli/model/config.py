@@ -84,6 +84,12 @@ class Config:
     attn_softcap: float = 0.0  # 0: none
     attn_temp_scale: float = 0.0  # mistral3 / llama4 temperature tuning of q by position; 0: none
     attn_temp_floor: int = 0
+    n_expert: int = 0  # mixture of experts: experts per layer (0: a dense FFN)
+    n_expert_used: int = 0  # experts each token goes through
+    n_ff_exp: int = 0  # width of one expert's FFN
+    expert_gating: str = "softmax"  # softmax over all, then top-k; "softmax_weight": top-k of the logits, softmax over those
+    expert_norm: bool = False  # renormalise the chosen experts' weights to sum to 1
+    expert_weights_scale: float = 0.0  # 0 or 1: none
 
     @property
     def n_embd_k(self) -> int:  # keys of all kv heads, per token
@@ -199,7 +205,11 @@ def common_hparams(h: HParams) -> dict:
     n_ctx_train = h.scalar(Keys.LLM.CONTEXT_LENGTH, 2048, kind=int)
 
     # what llamacli does not compute is refused by name
-    h.refuse(Keys.LLM.EXPERT_COUNT, "mixture-of-experts layers are not supported yet", unless=lambda v: int(v) == 0)
+    n_expert = h.scalar(Keys.LLM.EXPERT_COUNT, 0, kind=int)
+    n_expert_used = h.scalar(Keys.LLM.EXPERT_USED_COUNT, 0, kind=int)
+    if n_expert_used > n_expert or (n_expert > 0) != (n_expert_used > 0):
+        raise LlamacliError(f"{h.path}: {n_expert_used} experts used of {n_expert}")
+    h.refuse(Keys.LLM.EXPERT_GROUP_COUNT, "grouped expert selection is not supported", unless=lambda v: int(v) <= 1)
     h.refuse(Keys.Attention.CAUSAL, "non-causal attention (an embedding model) is not supported", unless=bool)
     h.refuse(Keys.Rope.DIMENSION_SECTIONS, "multi-section RoPE (M-RoPE) is not supported")
     for k in (Keys.Attention.KEY_LENGTH_SWA, Keys.Attention.VALUE_LENGTH_SWA, Keys.Rope.DIMENSION_COUNT_SWA):
@@ -220,7 +230,7 @@ def common_hparams(h: HParams) -> dict:
         n_head_kv=n_head_kv, head_dim=head_dim, head_dim_v=head_dim_v,
         n_ff=h.scalar(Keys.LLM.FEED_FORWARD_LENGTH, kind=int, required=True),
         rms_eps=float(F32(h.scalar(Keys.Attention.LAYERNORM_RMS_EPS, required=True))),
-        rope_scaling=scaling, n_ctx_orig_yarn=n_ctx_orig,
+        rope_scaling=scaling, n_ctx_orig_yarn=n_ctx_orig, n_expert=n_expert, n_expert_used=n_expert_used,
         _n_rot=n_rot, _base=float(h.get(Keys.Rope.FREQ_BASE, 10000.0)), _freq_scale=freq_scale,
         _rope_attn_factor=float(h.get(Keys.Rope.SCALING_ATTN_FACTOR, 1.0)),
     )

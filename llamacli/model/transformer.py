@@ -24,7 +24,7 @@ from gguf.quants import dequantize
 
 from ..errors import LlamacliError
 from ..gguf_io import GGUFFile
-from ..kernels import ops
+from ..kernels import moe, ops
 from ..kernels.dot import Activation
 from ..kernels.dot.fp16 import round_to_f16
 from .config import Config, config_from_gguf
@@ -47,6 +47,9 @@ class Backend:
                      "geglu", "add_inplace", "softcap_inplace"):
             setattr(self, name, getattr(ops, name))
         self.round_to_f16 = round_to_f16
+        for name in ("route", "group_by_expert", "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots",
+                     "swiglu_oai"):
+            setattr(self, name, getattr(moe, name))
 
     def linear(self, act: Activation, w: Linear, out: np.ndarray) -> None:
         act.matmul(w.dot, w.rows, out)
@@ -91,10 +94,28 @@ class State:
         self.pos = np.zeros(T, np.int64)
         self.head_dim = cfg.head_dim
         self.logits = np.zeros((T, cfg.n_vocab), np.float32)
+        self.no_sinks = np.zeros(0, np.float32)
+        if cfg.n_expert:
+            X, K, FX = cfg.n_expert, cfg.n_expert_used, cfg.n_ff_exp
+            self.router = np.zeros((T, X), np.float32)  # router logits
+            self.probs = np.zeros((T, X), np.float32)
+            self.sel = np.zeros((T, K), np.int64)  # each token's experts, best first
+            self.wts = np.zeros((T, K), np.float32)  # and their weights
+            self.counts = np.zeros(X, np.int64)  # tokens per expert, where they start in order
+            self.starts = np.zeros(X, np.int64)
+            self.order = np.zeros(T * K, np.int64)  # (token, slot) pairs t * K + s, by expert
+            self.xe = np.zeros((T, E), np.float32)  # one expert's inputs, gathered
+            self.ge = np.zeros((T, FX), np.float32)  # its gate, up and activation
+            self.ue = np.zeros((T, FX), np.float32)
+            self.ae = np.zeros((T, FX), np.float32)
+            self.ye = np.zeros((T, E), np.float32)  # its outputs
+            self.slots = np.zeros((T, K, E), np.float32)  # weighted outputs by (token, slot)
         self.acts: dict[tuple[str, int], Activation] = {}
         lin: list[Linear] = [weights.output]
         for L in weights.layers:
             lin += [w for w in (L.wq, L.wk, L.wv, L.wqkv, L.wo, L.w_gate, L.w_up, L.w_down) if w is not None]
+            if L.moe is not None:
+                lin += [L.moe.gate_inp, L.moe.up[0], L.moe.down[0]] + ([L.moe.gate[0]] if L.moe.gate else [])
         for w in lin:
             key = (w.dot.act, w.n_in)
             if key not in self.acts:
@@ -198,10 +219,45 @@ class Model:
         act = self._linear(h, L.wk, R.k, act, bias=L.bk)
         self._linear(h, L.wv, R.v, act, bias=L.bv)
 
+    def _moe(self, M, h: np.ndarray, T: int, out: np.ndarray) -> None:
+        """build_moe_ffn: the router picks each token's experts and weights; each expert chosen
+        by any token of the batch runs once over all of them (ggml_mul_mat_id reads only the
+        chosen experts' rows); the weighted outputs are summed in selection order."""
+        cfg, S, be = self.cfg, self.state, self.be
+        K = cfg.n_expert_used
+        router, sel, wts = S.router[:T], S.sel[:T], S.wts[:T]
+        self._linear(h, M.gate_inp, router, bias=M.gate_inp_b)
+        be.route(router, S.probs[:T], sel, wts, cfg.expert_gating == "softmax_weight", cfg.expert_norm,
+                 cfg.expert_weights_scale)
+        be.group_by_expert(sel, cfg.n_expert, S.counts, S.starts, S.order)
+        glu = be.swiglu_oai if cfg.ffn_act == "swiglu_oai" else (be.geglu if cfg.ffn_act == "gelu" else be.swiglu)
+        for e in range(cfg.n_expert):
+            n = S.counts[e]
+            if n == 0:
+                continue
+            pairs = S.order[S.starts[e]:S.starts[e] + n]
+            xe, ge, ue, ae, ye = S.xe[:n], S.ge[:n], S.ue[:n], S.ae[:n], S.ye[:n]
+            be.gather_rows(h, pairs, K, xe)
+            act = self._linear(xe, M.up[e], ue)
+            if M.up_b is not None:
+                be.add_bias_rows(ue, M.up_b[e])
+            self._linear(xe, M.gate[e], ge, act)
+            if M.gate_b is not None:
+                be.add_bias_rows(ge, M.gate_b[e])
+            glu(ge, ue, ae)
+            self._linear(ae, M.down[e], ye)
+            if M.down_b is not None:
+                be.add_bias_rows(ye, M.down_b[e])
+            be.scatter_weighted(ye, pairs, K, wts, S.slots)
+        be.sum_slots(S.slots[:T], out)
+
     def _ffn(self, L, h: np.ndarray, R: "_Rows") -> None:
         """build_ffn, LLM_FFN_PAR: act(gate(h)) * up(h), then down; or one fused ffn_up whose
-        first half is the gate (phi3, LLM_FFN_SWIGLU over ffn_up)."""
+        first half is the gate (phi3, LLM_FFN_SWIGLU over ffn_up); or the experts."""
         be = self.be
+        if L.moe is not None:
+            self._moe(L.moe, h, h.shape[0], R.proj)
+            return
         if L.w_gate is None:
             self._linear(h, L.w_up, R.gate_up, bias=L.b_up)
             R.gate[:], R.up[:] = R.gate_up_parts
@@ -276,8 +332,8 @@ class Model:
                 q3 *= R.q_temp[:, :, None]
             be.store_kv(k, v, S.k_layers[il], S.v_layers[il], p0)
             be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
-            be.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale,
-                         cfg.sliding_window if swa else 0, cfg.attn_softcap, S.scratch, attn)
+            be.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale, cfg.sliding_window if swa else 0,
+                         cfg.attn_softcap, S.no_sinks if L.sinks is None else L.sinks, S.scratch, attn)
             self._linear(attn, L.wo, proj, bias=L.bo)
             if cb:
                 cb("kqv_out", il, attn)

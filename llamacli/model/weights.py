@@ -32,12 +32,33 @@ class Linear:
 
 
 @dataclass(frozen=True)
+class Experts:
+    """A mixture-of-experts FFN: the router and each expert's projections. The expert tensors
+    are 3-D in the file (ne = n_in, n_out, n_expert); each expert is a Linear over its own rows,
+    a view, so that a token reads only the experts it chose (ggml_mul_mat_id)."""
+
+    gate_inp: Linear  # (n_embd -> n_expert), the router
+    up: tuple[Linear, ...]  # n_expert x (n_embd -> n_ff_exp)
+    down: tuple[Linear, ...]  # n_expert x (n_ff_exp -> n_embd)
+    gate: tuple[Linear, ...] | None = None  # n_expert x (n_embd -> n_ff_exp)
+    gate_inp_b: np.ndarray | None = None  # (n_expert,) gpt-oss
+    up_b: np.ndarray | None = None  # (n_expert, n_ff_exp) gpt-oss: ggml_add_id by the chosen expert
+    gate_b: np.ndarray | None = None  # (n_expert, n_ff_exp)
+    down_b: np.ndarray | None = None  # (n_expert, n_embd)
+
+    @property
+    def n_expert(self) -> int:
+        return len(self.up)
+
+
+@dataclass(frozen=True)
 class Layer:
     """One block's tensors; None where the family (or this file) has no such tensor."""
 
     wo: Linear  # (n_head * head_dim_v -> n_embd)
-    w_up: Linear  # (n_embd -> n_ff), or (n_embd -> 2 n_ff) gate and up fused (phi3)
-    w_down: Linear  # (n_ff -> n_embd)
+    w_up: Linear | None = None  # (n_embd -> n_ff), or (n_embd -> 2 n_ff) gate and up fused (phi3)
+    w_down: Linear | None = None  # (n_ff -> n_embd); both None in a mixture-of-experts block
+    moe: Experts | None = None  # the mixture-of-experts FFN instead of w_gate / w_up / w_down
     wq: Linear | None = None  # (n_embd -> n_head * head_dim)
     wk: Linear | None = None  # (n_embd -> n_head_kv * head_dim)
     wv: Linear | None = None  # (n_embd -> n_head_kv * head_dim_v)
@@ -57,6 +78,7 @@ class Layer:
     k_norm: np.ndarray | None = None
     post_attn_norm: np.ndarray | None = None  # (n_embd,) norms after attention and FFN (gemma, olmo2)
     post_ffn_norm: np.ndarray | None = None
+    sinks: np.ndarray | None = None  # (n_head,) gpt-oss: a logit per head that joins every softmax
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,11 @@ def _check(t: TensorView, ne: tuple[int, ...]) -> None:
 
 def linear_from(t: TensorView, n_in: int, n_out: int) -> Linear:
     _check(t, (n_in, n_out))
+    return linear_from_rows(t, n_in, n_out)
+
+
+def linear_from_rows(t: TensorView, n_in: int, n_out: int) -> Linear:
+    """The tensor's n_out rows of n_in weights as a Linear (its shape already checked)."""
     try:
         wt = weight_type(t.qtype)
         dot = wt.dot
@@ -130,6 +157,26 @@ class TensorLoader:
         if t.qtype != GGMLQuantizationType.F32:
             raise LlamacliError(f"tensor '{name}' is {t.qtype.name}; norms, biases and factors must be F32")
         return t.data.reshape(n)
+
+    def experts(self, name: str, n_in: int, n_out: int, n_expert: int, required: bool = True):
+        """A 3-D expert tensor (ne = n_in, n_out, n_expert) as one Linear per expert."""
+        t = self._get(name, required)
+        if t is None:
+            return None
+        _check(t, (n_in, n_out, n_expert))
+        whole = linear_from_rows(t, n_in, n_out * n_expert)
+        return tuple(Linear(f"{name}[{e}]", whole.qtype, whole.rows[e * n_out:(e + 1) * n_out], n_in, n_out, whole.dot)
+                     for e in range(n_expert))
+
+    def matrix(self, name: str, n: int, m: int, required: bool = True) -> np.ndarray | None:
+        """An F32 2-D tensor (ne = n, m) as a NumPy (m, n) array: per-expert biases."""
+        t = self._get(name, required)
+        if t is None:
+            return None
+        _check(t, (n, m))
+        if t.qtype != GGMLQuantizationType.F32:
+            raise LlamacliError(f"tensor '{name}' is {t.qtype.name}; expert biases must be F32")
+        return t.data.reshape(m, n)
 
     def rows(self, name: str, n_in: int, n_out: int) -> TensorView:
         """A tensor used by row lookup (the token embedding), any type."""

@@ -11,6 +11,7 @@ from ...errors import LlamacliError
 FAMILIES = {
     "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3",
     "phi3": "phi3", "olmo2": "olmo2", "granite": "granite", "smollm3": "smollm3", "mistral3": "mistral3",
+    "qwen3moe": "qwen3moe", "olmoe": "olmoe", "gpt-oss": "gpt_oss",
 }
 SUPPORTED_ARCHS = tuple(FAMILIES)
 

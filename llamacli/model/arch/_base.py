@@ -14,13 +14,14 @@ from gguf.constants import Keys
 
 from ...errors import LlamacliError
 from ..config import Config, HParams, common_hparams, f32_inv_sqrt, make_rope, swa_pattern, yarn_args
-from ..weights import Layer, TensorLoader, Weights
+from ..weights import Experts, Layer, TensorLoader, Weights
 
 
 class ArchSpec:
     name = ""
     rope_neox = False  # llama_model_rope_type: NEOX for this family, else NORM
     types: dict[int, str] = {}  # LLM_TYPE by block count (load_arch_hparams' switch)
+    moe = False  # does the family have mixture-of-experts blocks?
 
     # -- hyper-parameters ------------------------------------------------------------------
 
@@ -36,6 +37,9 @@ class ArchSpec:
         c.update(arch=self.name, rope_neox=self.rope_neox, rope_layers=(True,) * n_layer, sliding_window=0,
                  swa_layers=(False,) * n_layer, scale_q=False, attn_scale=f32_inv_sqrt(c["head_dim"]))
         c["_yarn"] = dict(beta_fast=32.0, beta_slow=1.0, log_mul=0.0)
+        if c["n_expert"] and not self.moe:
+            raise LlamacliError(f"{h.path}: metadata key '{h.key(Keys.LLM.EXPERT_COUNT)}' = {c['n_expert']}: "
+                                f"the {self.name} architecture has no mixture-of-experts layers in llama.cpp")
         self.hparams(h, c)
         c.setdefault("model_type", self.type_name(c))
         if c.pop("_n_rot_must_match", True) and c["_n_rot"] != c["head_dim"]:
@@ -124,6 +128,19 @@ class ArchSpec:
                      b_down=t.vector(p + "ffn_down.bias", E, False))
         return d
 
+    @staticmethod
+    def experts(t: TensorLoader, cfg: Config, p: str, biases: bool = False) -> Experts:
+        """The router ffn_gate_inp and the 3-D expert tensors *_exps (create_tensor with
+        {n_embd, n_ff_exp, n_expert}), with gpt-oss's biases."""
+        E, F, X = cfg.n_embd, cfg.n_ff_exp, cfg.n_expert
+        d = dict(gate_inp=t.linear(p + "ffn_gate_inp.weight", E, X),
+                 gate=t.experts(p + "ffn_gate_exps.weight", E, F, X), up=t.experts(p + "ffn_up_exps.weight", E, F, X),
+                 down=t.experts(p + "ffn_down_exps.weight", F, E, X))
+        if biases:
+            d.update(gate_inp_b=t.vector(p + "ffn_gate_inp.bias", X), gate_b=t.matrix(p + "ffn_gate_exps.bias", F, X),
+                     up_b=t.matrix(p + "ffn_up_exps.bias", F, X), down_b=t.matrix(p + "ffn_down_exps.bias", E, X))
+        return Experts(**d)
+
     def llama_layers(self, t: TensorLoader, cfg: Config, biases: bool = False, post_norms: bool = False,
                      qk_norm: int = 0) -> tuple[Layer, ...]:
         """Blocks of attn_norm, q/k/v (fused or split), attn_output, ffn_norm and a gated FFN;
@@ -135,7 +152,11 @@ class ArchSpec:
             p = f"blk.{i}."
             d = dict(attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p),
                      wo=t.linear(p + "attn_output.weight", cfg.n_head * cfg.head_dim_v, E),
-                     ffn_norm=t.vector(p + "ffn_norm.weight", E), **self.ffn(t, cfg, p, biases))
+                     ffn_norm=t.vector(p + "ffn_norm.weight", E))
+            if cfg.n_expert:
+                d["moe"] = self.experts(t, cfg, p)
+            else:
+                d.update(self.ffn(t, cfg, p, biases))
             if biases:
                 d["bo"] = t.vector(p + "attn_output.bias", E, False)
             if qk_norm:
