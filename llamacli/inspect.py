@@ -138,6 +138,9 @@ class Summary:
     tied_output: bool  # no output.weight: the head reuses token_embd.weight
     chat_template: str | None
     model: str = ""  # llama_model_desc ("llama 8B Q4_K - Medium"), or why llamacli cannot run it
+    n_expert: int | None = None  # mixture of experts: experts per layer
+    n_expert_used: int | None = None  # experts each token goes through
+    n_params_active: int | None = None  # parameters a token reads: all but the unused experts' share
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,13 @@ def _summarise(entries: tuple[Entry, ...], tensors: tuple[TensorInfo, ...], file
     n_params = sum(t.n_elements for t in tensors)
     tensor_bytes = sum(t.n_bytes for t in tensors)
     names = {t.name for t in tensors}
+    n_expert = scalar(Keys.LLM.EXPERT_COUNT.format(arch=a))
+    n_used = scalar(Keys.LLM.EXPERT_USED_COUNT.format(arch=a))
+    active = None
+    if n_expert and n_used:
+        # the *_exps tensors hold n_expert experts each, of which a token reads n_used
+        exps = sum(t.n_elements for t in tensors if "_exps." in t.name)
+        active = n_params - exps + exps * int(n_used) // int(n_expert)
     return Summary(
         architecture=arch,
         name=scalar(Keys.General.NAME),
@@ -270,6 +280,7 @@ def _summarise(entries: tuple[Entry, ...], tensors: tuple[TensorInfo, ...], file
         types=types,
         tied_output="output.weight" not in names,
         chat_template=scalar(Keys.Tokenizer.CHAT_TEMPLATE),
+        n_expert=n_expert, n_expert_used=n_used, n_params_active=active,
     )
 
 

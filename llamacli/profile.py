@@ -26,13 +26,15 @@ from .errors import LlamacliError
 # display order of the operations
 OPS = ["embed", "rope_cache", "attn_norm", "act_quant", "qkv_proj", "q_proj", "k_proj", "v_proj", "qk_norm", "rope",
        "store_kv", "q_to_f16", "attention", "o_proj", "post_attn_norm", "residual", "ffn_norm", "gate", "up",
-       "glu", "down", "post_ffn_norm", "output_norm", "output", "sampling", "profiler"]
+       "glu", "down", "router", "moe_route", "expert_gate", "expert_up", "expert_down", "moe_glue", "post_ffn_norm",
+       "output_norm", "output", "sampling", "profiler"]
 
 # Linear field of a block -> op name
 _LINEAR_OPS = {"wqkv": "qkv_proj", "wq": "q_proj", "wk": "k_proj", "wv": "v_proj", "wo": "o_proj",
                "w_gate": "gate", "w_up": "up", "w_down": "down"}
 _NORM_OPS = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "post_attn_norm": "post_attn_norm",
              "post_ffn_norm": "post_ffn_norm", "q_norm": "qk_norm", "k_norm": "qk_norm"}
+_MOE_GLUE = ("group_by_expert", "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots")
 INPUT, SAMPLING, PROFILER = -1, -2, -3  # pseudo layers; the output head is layer n_layer
 
 
@@ -52,6 +54,11 @@ class Profiler:
             for f, op in _LINEAR_OPS.items():
                 if getattr(L, f) is not None:
                     self.by_rows[id(getattr(L, f).rows)] = (il, op)
+            if L.moe is not None:  # the router, and every expert's rows (views of the 3-D tensors)
+                self.by_rows[id(L.moe.gate_inp.rows)] = (il, "router")
+                for f in ("gate", "up", "down"):
+                    for w in getattr(L.moe, f) or ():
+                        self.by_rows[id(w.rows)] = (il, "expert_" + f)
             for f, op in _NORM_OPS.items():
                 v = getattr(L, f)
                 if v is not None:
@@ -154,8 +161,10 @@ class Profiler:
 
     def __enter__(self) -> "Profiler":
         be = self.model.be
-        for name in ("rope", "store_kv", "swiglu", "geglu", "add_inplace"):
-            op = {"swiglu": "glu", "geglu": "glu", "add_inplace": "residual"}.get(name, name)
+        for name in ("rope", "store_kv", "swiglu", "geglu", "swiglu_oai", "add_inplace", "route", "group_by_expert",
+                     "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots"):
+            op = {"swiglu": "glu", "geglu": "glu", "swiglu_oai": "glu", "add_inplace": "residual",
+                  "route": "moe_route"}.get(name, "moe_glue" if name in _MOE_GLUE else name)
             self._patch(be, name, self._simple(getattr(be, name), op))
         self._patch(be, "rope_cache", self._simple(be.rope_cache, "rope_cache", INPUT))
         self._patch(be, "rms_norm", self._norm(be.rms_norm))

@@ -41,6 +41,9 @@ OUT = ROOT / "tests" / "golden" / "families"
 TEXT = ROOT / "tests" / "golden" / "reference.txt"
 TOP = 10
 PPL_ARGS = ["-c", "128", "-b", "1", "-fa", "off", "--chunks", "3", "-t", "2"]
+# the mixture-of-experts models are also quantized by llama-quantize (from the F16 file it makes
+# with --allow-requantize): llama-quant's rules for expert tensors, and the MXFP4_MOE mixture
+QUANT_FTYPES = ("Q4_K_M", "Q8_0", "MXFP4_MOE")
 
 PEER = r"""
 import sys, numpy as np, llama_cpp as L
@@ -78,6 +81,21 @@ def perplexity(binary: Path, model: Path, tries: int = 3) -> list[float]:
     sys.exit(f"llama-perplexity failed on {model} (exit {p.returncode}):\n{(p.stdout + p.stderr)[-2000:]}")
 
 
+def quantized(binary: Path, model: Path, tmp: Path) -> dict:
+    """sha256 of llama-quantize's F16 copy and of each mixture made from it."""
+    def run(src, dst, ftype, *extra):
+        p = subprocess.run([str(binary), *extra, str(src), str(dst), ftype], capture_output=True, text=True)
+        if p.returncode:
+            sys.exit(f"llama-quantize {ftype} failed on {src}:\n{p.stderr[-2000:]}")
+        return hashlib.sha256(dst.read_bytes()).hexdigest()
+
+    f16 = tmp / (model.stem + ".F16.gguf")
+    out = {"F16": run(model, f16, "F16", "--allow-requantize")}
+    for ft in QUANT_FTYPES:
+        out[ft] = run(f16, tmp / f"{model.stem}.{ft}.gguf", ft)
+    return out
+
+
 def record(logits: np.ndarray) -> dict:
     top = np.argsort(-logits, axis=1, kind="stable")[:, :TOP]
     lse = np.log(np.exp(logits.astype(np.float64)).sum(axis=1))
@@ -91,6 +109,7 @@ def main() -> None:
     ap.add_argument("--peer", default="/work/peer-venv/bin/python", help="interpreter with llama_cpp 0.3.36")
     ap.add_argument("--lib", default="/work/peer/avx2/bin", help="folder of libllama.so (LLAMA_CPP_LIB_PATH)")
     ap.add_argument("--perplexity", type=Path, default=Path("/work/peer/avx2/bin/llama-perplexity"))
+    ap.add_argument("--quantize", type=Path, default=Path("/work/peer/avx2/bin/llama-quantize"))
     ap.add_argument("names", nargs="*", help="models to (re)make; default: all")
     args = ap.parse_args()
     env = dict(os.environ, LLAMA_CPP_LIB_PATH=args.lib)
@@ -108,6 +127,8 @@ def main() -> None:
             rec = {"gguf_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "desc": p.stdout.strip(),
                    "build": Path(args.lib).parent.name, "tokens": toks, **record(logits),
                    "perplexity": {"args": PPL_ARGS, "text": TEXT.name, "estimates": perplexity(args.perplexity, path)}}
+            if FAMILY_MODELS[name][2].get("moe"):
+                rec["quantized"] = quantized(args.quantize, path, Path(tmp))
             (OUT / f"{name}.json").write_text(json.dumps(rec, separators=(",", ":")) + "\n")
             print(f"{name}: {rec['desc']}, ppl {rec['perplexity']['estimates']}")
 

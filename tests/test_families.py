@@ -107,3 +107,36 @@ def test_matmuls_go_through_the_backend_chosen_at_load(tmp_path, name, per_layer
     got = m.eval([1, 2, 3])[0].copy()
     assert Counting.calls == m.cfg.n_layer * per_layer + 1
     assert np.array_equal(got, ref.eval([1, 2, 3])[0])
+
+
+MOE_MODELS = [n for n, (_, _, opt, _) in FAMILY_MODELS.items() if opt.get("moe")]
+
+
+@pytest.mark.parametrize("name", MOE_MODELS)
+def test_moe_quantized_files_identical_to_llama_quantize(name, tmp_path, golden):
+    """llama-quant's rules for expert tensors and the MXFP4_MOE mixture, byte for byte."""
+    from llamacli.quantize import make_f16, quantize_file
+    ref = json.loads((golden / "families" / f"{name}.json").read_text())
+    path = write_family(name, tmp_path / f"{name}.gguf")
+    f16 = make_f16(path, tmp_path / "f16.gguf", nthreads=2)
+    got = {"F16": hashlib.sha256(f16.read_bytes()).hexdigest()}
+    for ft in ref["quantized"]:
+        if ft != "F16":
+            out = quantize_file(f16, tmp_path / f"{ft}.gguf", ft, nthreads=2).output
+            got[ft] = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert got == ref["quantized"]
+
+
+def test_inspect_shows_experts_and_active_parameters(tmp_path, capsys):
+    from gguf import GGUFReader
+    from llamacli.cli import main
+    path = write_family("qwen3moe", tmp_path / "m.gguf")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    r = GGUFReader(path)
+    total = sum(int(t.n_elements) for t in r.tensors)
+    exps = sum(int(t.n_elements) for t in r.tensors if "_exps." in t.name)
+    active = total - exps + exps * 2 // 8  # 2 of 8 experts a token
+    line = next(l for l in out.splitlines() if l.strip().startswith("experts"))
+    assert "8, 2 used per token" in line and f"({active})" in line, line
+    assert "qwen3moe ?B (guessed) all F32" in out

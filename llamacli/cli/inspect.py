@@ -103,6 +103,8 @@ def listing(
         ["name", name],
         ["file type", s.file_type or "?"],
         ["parameters", f"{count(s.n_params)} ({s.n_params})"],
+        *([["experts", f"{s.n_expert}, {s.n_expert_used} used per token; {count(s.n_params_active)} of "
+                       f"{count(s.n_params)} parameters active ({s.n_params_active})"]] if s.n_params_active else []),
         ["file size", f"{size(s.file_size)} ({s.file_size} bytes)"],
         ["tensor data", f"{size(s.tensor_bytes)}, {s.bpw:.2f} bits per weight"],
         ["context length", "?" if s.context_length is None else str(s.context_length)],

@@ -52,6 +52,7 @@ QUANT_OPTIONS: dict[str, F] = {
     "Q5_K_M": F.MOSTLY_Q5_K_M,
     "Q6_K": F.MOSTLY_Q6_K,
     "Q8_0": F.MOSTLY_Q8_0,
+    "MXFP4_MOE": F.MOSTLY_MXFP4_MOE,  # expert tensors MXFP4, the rest Q8_0
     "F16": F.MOSTLY_F16,
     "BF16": F.MOSTLY_BF16,
     "F32": F.ALL_F32,
@@ -65,7 +66,7 @@ DEFAULT_TYPE: dict[F, T] = {
     F.MOSTLY_Q3_K_S: T.Q3_K, F.MOSTLY_Q3_K_M: T.Q3_K, F.MOSTLY_Q3_K_L: T.Q3_K,
     F.MOSTLY_Q4_K_S: T.Q4_K, F.MOSTLY_Q4_K_M: T.Q4_K,
     F.MOSTLY_Q5_K_S: T.Q5_K, F.MOSTLY_Q5_K_M: T.Q5_K,
-    F.MOSTLY_Q6_K: T.Q6_K,
+    F.MOSTLY_Q6_K: T.Q6_K, F.MOSTLY_MXFP4_MOE: T.MXFP4,
 }
 
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
@@ -321,7 +322,7 @@ class _State:
 
 
 def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftype: F, cat: Cat) -> T:
-    """llama_tensor_get_type_impl, for the k-quant and legacy mixtures (no IQ / MXFP4 types)."""
+    """llama_tensor_get_type_impl, for the k-quant, legacy and MXFP4_MOE mixtures (no IQ types)."""
     hp = qs.hp
     arch = hp.arch
     opts = qs.opts
@@ -336,10 +337,15 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
         else:
             nx = ne[0]
             qk_k = GGML_QUANT_SIZES[new_type][0]
-            if arch == "falcon" or nx % qk_k != 0:
+            if ftype == F.MOSTLY_MXFP4_MOE or arch == "falcon" or nx % qk_k != 0:
                 new_type = T.Q8_0
             elif new_type != T.Q8_0:
                 new_type = T.Q6_K
+    elif ftype == F.MOSTLY_MXFP4_MOE:
+        # expert tensors (3-D) MXFP4, every other tensor Q8_0; bailingmoe3's 3-D MLA projections
+        # are not experts
+        expert = arch != "bailingmoe3" or cat in (Cat.FFN_UP, Cat.FFN_GATE, Cat.FFN_DOWN)
+        new_type = T.MXFP4 if len(ne) > 2 and ne[2] > 1 and expert else T.Q8_0
     elif cat == Cat.TOKEN_EMBD:
         if opts.token_embedding_type is not None:
             new_type = opts.token_embedding_type
