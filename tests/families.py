@@ -87,13 +87,15 @@ def _add_kv(w: GGUFWriter, arch: str, key: str, value) -> None:
 
 
 def write_family(name: str, path: Path, arch: str | None = None, meta: dict | None = None, drop: tuple = (),
-                 extra: dict | None = None) -> Path:
+                 extra: dict | None = None, base: dict | None = None, opt: dict | None = None) -> Path:
     """The model `name` of FAMILY_MODELS; for the bad-input tests, under another architecture
-    name, with metadata added or changed, tensors dropped, or extra tensors."""
-    arch0, meta0, opt, seed = FAMILY_MODELS[name]
+    name, with metadata added or changed, tensors dropped, or extra tensors; for benchmarks,
+    with other shapes (base: BASE's keys) and options (opt: the entry's tensor options)."""
+    arch0, meta0, opt0, seed = FAMILY_MODELS[name]
     arch = arch or arch0
     meta = {**meta0, **(meta or {})}
-    E, L, H, HKV, F, ctx = (BASE[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "ctx"))
+    opt = {**opt0, **(opt or {})}
+    E, L, H, HKV, F, ctx = ({**BASE, **(base or {})}[k] for k in ("n_embd", "n_layer", "n_head", "n_head_kv", "n_ff", "ctx"))
     HKV = opt.get("n_head_kv", HKV)
     D = E // H
     rng = np.random.default_rng(seed)
