@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from families import FAMILY_MODELS, family_tokens, write_family  # noqa: E402
+from peer_decode import PEER  # noqa: E402
 
 OUT = ROOT / "tests" / "golden" / "families"
 TEXT = ROOT / "tests" / "golden" / "reference.txt"
@@ -45,26 +46,6 @@ PPL_ARGS = ["-c", "128", "-b", "1", "-fa", "off", "--chunks", "3", "-t", "2"]
 # with --allow-requantize): llama-quant's rules for expert tensors, and the MXFP4_MOE mixture
 QUANT_FTYPES = ("Q4_K_M", "Q8_0", "MXFP4_MOE")
 
-PEER = r"""
-import sys, numpy as np, llama_cpp as L
-path, toks, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], sys.argv[3]
-L.llama_backend_init()
-model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
-assert model, "llama.cpp could not load " + path
-cp = L.llama_context_default_params()
-cp.n_ctx = 256; cp.n_batch = 256; cp.n_ubatch = 256; cp.n_threads = 2; cp.n_threads_batch = 2
-cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-ctx = L.llama_init_from_model(model, cp)
-n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-rows = []
-for t in toks:
-    assert L.llama_decode(ctx, L.llama_batch_get_one((L.llama_token * 1)(t), 1)) == 0
-    rows.append(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy())
-buf = (L.ctypes.c_char * 256)()
-L.llama_model_desc(model, buf, 256)
-np.save(out, np.stack(rows).astype(np.float32))
-print(buf.value.decode())
-"""
 
 CHUNK_RE = re.compile(r"\[(\d+)\]([0-9.]+|nan|inf),")
 

@@ -26,25 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from synthetic import SYNTHETIC_MODELS, synthetic_tokens, write_synthetic  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))
+from peer_decode import PEER  # noqa: E402
 
 OUT = ROOT / "tests" / "golden" / "synthetic"
 
-PEER = r"""
-import sys, numpy as np, llama_cpp as L
-path, toks, out = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], sys.argv[3]
-L.llama_backend_init()
-model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
-cp = L.llama_context_default_params()
-cp.n_ctx = 256; cp.n_batch = 256; cp.n_ubatch = 256; cp.n_threads = 2; cp.n_threads_batch = 2
-cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
-ctx = L.llama_init_from_model(model, cp)
-n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(model))
-rows = []
-for t in toks:
-    assert L.llama_decode(ctx, L.llama_batch_get_one((L.llama_token * 1)(t), 1)) == 0
-    rows.append(np.ctypeslib.as_array(L.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy())
-np.save(out, np.stack(rows).astype(np.float32))
-"""
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import GGUFWriter
 
-from synthetic import _bpe_vocab, _quantize
+from synthetic import _bpe_vocab, _quantize, add_tiny_bpe
 
 # the shapes every family model shares: 4 blocks (smollm3's NoPE layer is the fourth, OLMo 3's
 # global layer too), 4 heads of 64 over 2 kv heads, K-quant-wide rows
@@ -99,8 +99,7 @@ def write_family(name: str, path: Path, arch: str | None = None, meta: dict | No
     HKV = opt.get("n_head_kv", HKV)
     D = E // H
     rng = np.random.default_rng(seed)
-    tokens, types, merges = _bpe_vocab()
-    V = len(tokens)
+    V = len(_bpe_vocab()[0])
     w = GGUFWriter(str(path), arch)
     w.add_block_count(L)
     w.add_context_length(ctx)
@@ -112,14 +111,7 @@ def write_family(name: str, path: Path, arch: str | None = None, meta: dict | No
     w.add_rope_dimension_count(D)
     for k, v in meta.items():
         _add_kv(w, arch, k, v)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(V - 1)
-    w.add_eos_token_id(V - 1)
-    w.add_add_bos_token(False)
+    add_tiny_bpe(w)
 
     def mat(name, n_in, n_out, t=None):
         if name in drop:

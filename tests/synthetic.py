@@ -21,6 +21,21 @@ def _bpe_vocab():
     return tokens, types, merges
 
 
+def add_tiny_bpe(w: GGUFWriter) -> int:
+    """The tiny byte-level BPE vocabulary's metadata (its last token is BOS and EOS); returns
+    the vocabulary size."""
+    tokens, types, merges = _bpe_vocab()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("gpt-2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_bos_token_id(len(tokens) - 1)
+    w.add_eos_token_id(len(tokens) - 1)
+    w.add_add_bos_token(False)
+    return len(tokens)
+
+
 K_QUANTS = (T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K)
 
 
@@ -39,8 +54,7 @@ def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer:
     the name without layer and suffix ("attn_q", "ffn_down", "output", "token_embd")."""
     rng = np.random.default_rng(seed)
     tensor_types = tensor_types or {}
-    tokens, types, merges = _bpe_vocab()
-    n_vocab = len(tokens)
+    n_vocab = len(_bpe_vocab()[0])
     w = GGUFWriter(str(path), arch)
     w.add_block_count(n_layer)
     w.add_context_length(256)
@@ -50,14 +64,7 @@ def write_tiny_llama(path: Path, arch: str = "llama", n_embd: int = 64, n_layer:
     w.add_head_count_kv(n_head_kv)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(10000.0)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("gpt-2")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(n_vocab - 1)
-    w.add_eos_token_id(n_vocab - 1)
-    w.add_add_bos_token(False)
+    add_tiny_bpe(w)
 
     def mat(name, n_in, n_out, t=None):
         t = t or tensor_types.get(name.split(".")[-2], qtype)

@@ -129,6 +129,11 @@ class ArchSpec:
         return d
 
     @staticmethod
+    def blocks(cfg: Config, make) -> tuple[Layer, ...]:
+        """make(prefix) for every block, prefix "blk.{i}." as gguf names them."""
+        return tuple(make(f"blk.{i}.") for i in range(cfg.n_layer))
+
+    @staticmethod
     def experts(t: TensorLoader, cfg: Config, p: str, biases: bool = False) -> Experts:
         """The router ffn_gate_inp and the 3-D expert tensors *_exps (create_tensor with
         {n_embd, n_ff_exp, n_expert}), with gpt-oss's biases."""
@@ -147,9 +152,8 @@ class ArchSpec:
         biases: the optional attn_output and FFN biases; post_norms: gemma's norms after attention
         and FFN; qk_norm: the width of the q/k norm weights (0: none)."""
         E = cfg.n_embd
-        layers = []
-        for i in range(cfg.n_layer):
-            p = f"blk.{i}."
+
+        def block(p: str) -> Layer:
             d = dict(attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p),
                      wo=t.linear(p + "attn_output.weight", cfg.n_head * cfg.head_dim_v, E),
                      ffn_norm=t.vector(p + "ffn_norm.weight", E))
@@ -165,5 +169,6 @@ class ArchSpec:
             if post_norms:
                 d.update(post_attn_norm=t.vector(p + "post_attention_norm.weight", E),
                          post_ffn_norm=t.vector(p + "post_ffw_norm.weight", E))
-            layers.append(Layer(**d))
-        return tuple(layers)
+            return Layer(**d)
+
+        return self.blocks(cfg, block)

@@ -28,15 +28,12 @@ class GptOss(ArchSpec):
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:
         E = cfg.n_embd
-        layers = []
-        for i in range(cfg.n_layer):
-            p = f"blk.{i}."
-            layers.append(Layer(
-                attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p),
-                wo=t.linear(p + "attn_output.weight", cfg.n_head * cfg.head_dim, E),
-                bo=t.vector(p + "attn_output.bias", E), sinks=t.vector(p + "attn_sinks.weight", cfg.n_head),
-                ffn_norm=t.vector(p + "post_attention_norm.weight", E), moe=self.experts(t, cfg, p, biases=True)))
-        return Weights(**self.head(t, cfg, tied="never"), layers=tuple(layers))
+        layers = self.blocks(cfg, lambda p: Layer(
+            attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p),
+            wo=t.linear(p + "attn_output.weight", cfg.n_head * cfg.head_dim, E),
+            bo=t.vector(p + "attn_output.bias", E), sinks=t.vector(p + "attn_sinks.weight", cfg.n_head),
+            ffn_norm=t.vector(p + "post_attention_norm.weight", E), moe=self.experts(t, cfg, p, biases=True)))
+        return Weights(**self.head(t, cfg, tied="never"), layers=layers)
 
 
 SPEC = GptOss()

@@ -27,15 +27,12 @@ class Olmo2(ArchSpec):
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:
         E = cfg.n_embd
-        layers = []
-        for i in range(cfg.n_layer):
-            p = f"blk.{i}."
-            layers.append(Layer(
-                **self.qkv(t, cfg, p, n_q=E), wo=t.linear(p + "attn_output.weight", E, E),
-                q_norm=t.vector(p + "attn_q_norm.weight", E), k_norm=t.vector(p + "attn_k_norm.weight", cfg.n_embd_k),
-                post_attn_norm=t.vector(p + "post_attention_norm.weight", E),
-                **self.ffn(t, cfg, p), post_ffn_norm=t.vector(p + "post_ffw_norm.weight", E)))
-        return Weights(**self.head(t, cfg, tied="never"), layers=tuple(layers))
+        layers = self.blocks(cfg, lambda p: Layer(
+            **self.qkv(t, cfg, p, n_q=E), wo=t.linear(p + "attn_output.weight", E, E),
+            q_norm=t.vector(p + "attn_q_norm.weight", E), k_norm=t.vector(p + "attn_k_norm.weight", cfg.n_embd_k),
+            post_attn_norm=t.vector(p + "post_attention_norm.weight", E),
+            **self.ffn(t, cfg, p), post_ffn_norm=t.vector(p + "post_ffw_norm.weight", E)))
+        return Weights(**self.head(t, cfg, tied="never"), layers=layers)
 
 
 SPEC = Olmo2()

@@ -25,15 +25,12 @@ class OlMoE(ArchSpec):
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:
         E = cfg.n_embd
-        layers = []
-        for i in range(cfg.n_layer):
-            p = f"blk.{i}."
-            layers.append(Layer(
-                attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p, n_q=E),
-                wo=t.linear(p + "attn_output.weight", E, E),
-                q_norm=t.vector(p + "attn_q_norm.weight", E), k_norm=t.vector(p + "attn_k_norm.weight", E),
-                ffn_norm=t.vector(p + "ffn_norm.weight", E), moe=self.experts(t, cfg, p)))
-        return Weights(**self.head(t, cfg, tied="never"), layers=tuple(layers))
+        layers = self.blocks(cfg, lambda p: Layer(
+            attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p, n_q=E),
+            wo=t.linear(p + "attn_output.weight", E, E),
+            q_norm=t.vector(p + "attn_q_norm.weight", E), k_norm=t.vector(p + "attn_k_norm.weight", E),
+            ffn_norm=t.vector(p + "ffn_norm.weight", E), moe=self.experts(t, cfg, p)))
+        return Weights(**self.head(t, cfg, tied="never"), layers=layers)
 
 
 SPEC = OlMoE()

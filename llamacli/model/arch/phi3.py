@@ -27,14 +27,11 @@ class Phi3(ArchSpec):
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:
         E, F = cfg.n_embd, cfg.n_ff
-        layers = []
-        for i in range(cfg.n_layer):
-            p = f"blk.{i}."
-            layers.append(Layer(
-                attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p, n_q=E),
-                wo=t.linear(p + "attn_output.weight", E, E), ffn_norm=t.vector(p + "ffn_norm.weight", E),
-                w_up=t.linear(p + "ffn_up.weight", E, 2 * F), w_down=t.linear(p + "ffn_down.weight", F, E)))
-        return Weights(**self.head(t, cfg), layers=tuple(layers),
+        layers = self.blocks(cfg, lambda p: Layer(
+            attn_norm=t.vector(p + "attn_norm.weight", E), **self.qkv(t, cfg, p, n_q=E),
+            wo=t.linear(p + "attn_output.weight", E, E), ffn_norm=t.vector(p + "ffn_norm.weight", E),
+            w_up=t.linear(p + "ffn_up.weight", E, 2 * F), w_down=t.linear(p + "ffn_down.weight", F, E)))
+        return Weights(**self.head(t, cfg), layers=layers,
                        **self.rope_factor_tensors(t, cfg))
 
 
