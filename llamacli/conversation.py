@@ -55,10 +55,12 @@ class TurnStats:
 
 class Session:
     def __init__(self, gen: Generator, template: ChatTemplate, params: SamplerParams,
-                 system: str | None = None, n_predict: int = -1, ignore_eos: bool = False):
+                 system: str | None = None, n_predict: int = -1, ignore_eos: bool = False, grammar=None):
         self.gen, self.template = gen, template
         self.system, self.n_predict, self.ignore_eos = system, n_predict, ignore_eos
-        self.sampler = Sampler(params, gen.model.cfg.n_vocab)
+        # a grammar (llamacli.grammar.CompiledGrammar) constrains each reply from its start:
+        # llama-server, behind llama-cli, builds a new grammar sampler for every request
+        self.sampler = Sampler(params, gen.model.cfg.n_vocab, grammar=gen.grammar_state(grammar))
         self.cached: list[int] = []  # the tokens whose K/V rows the cache holds, in position order
         self.messages: list[dict] = []
         self.clear()
@@ -107,6 +109,8 @@ class Session:
         st.n_reused, st.n_evaluated = keep, len(ids) - keep
         for t in ids[keep:]:
             self.sampler.accept(t)
+        if self.sampler.grammar is not None:
+            self.sampler.grammar.reset()
         got: list[int] = []
 
         def keep_token(t: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import LlamacliError
+from .grammar.matcher import GrammarError
 from .model.transformer import Model, kv_cache_bytes, load_model
 from .model.config import config_from_gguf
 from .gguf_io import open_gguf
@@ -106,12 +107,25 @@ class Generator:
         if len(prompt) > limit:
             raise LlamacliError(f"prompt is too long ({len(prompt)} tokens, max {limit})")
 
+    def grammar_state(self, grammar):
+        """A fresh matcher state for a CompiledGrammar (None: no grammar), over this vocabulary's
+        pieces (built once and shared by every state)."""
+        if grammar is None:
+            return None
+        from .grammar import GrammarState, TokenPieces
+        if getattr(self, "_pieces", None) is None:
+            self._pieces = TokenPieces(self.tokenizer)
+        return GrammarState(grammar, self._pieces)
+
     def generate(self, prompt: list[int], n_predict: int, params: SamplerParams,
-                 ignore_eos: bool = False, on_token: Callable[[int], None] | None = None) -> list[int]:
+                 ignore_eos: bool = False, on_token: Callable[[int], None] | None = None,
+                 grammar=None) -> list[int]:
         """Evaluate the prompt and sample up to n_predict tokens (-1: until end of generation or
-        a full context). Returns the generated ids; `on_token` sees each as it is chosen."""
+        a full context). Returns the generated ids; `on_token` sees each as it is chosen.
+        `grammar` (a llamacli.grammar.CompiledGrammar) constrains the picks as llama.cpp's
+        grammar sampler; the prompt is not fed to it."""
         self.check_prompt(prompt)
-        sampler = Sampler(params, self.model.cfg.n_vocab)
+        sampler = Sampler(params, self.model.cfg.n_vocab, grammar=self.grammar_state(grammar))
         self.sampler = sampler
         for t in prompt:
             sampler.accept(t)
@@ -137,7 +151,10 @@ class Generator:
         while n_predict < 0 or len(out) < n_predict:
             t0 = time.perf_counter()
             tok = sampler.sample(logits[0])
-            sampler.accept(tok)
+            try:
+                sampler.accept(tok, generated=True)
+            except GrammarError as e:  # llama.cpp throws here: the grammar has no way on
+                raise LlamacliError(f"grammar: {e}") from None
             perf.t_sample_ms += (time.perf_counter() - t0) * 1e3
             perf.n_sample += 1
             if not ignore_eos and self.tokenizer.is_eog(tok):

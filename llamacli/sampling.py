@@ -5,6 +5,11 @@ min-p -> temperature -> dist. The draw uses std::mt19937 seeded with the seed (N
 MT19937 with its legacy seeding is the same generator) and libstdc++'s
 ``uniform_real_distribution<double>``, which builds a double from two 32-bit draws, so the
 same seed picks the same token as llama.cpp given the same logits.
+
+With a grammar (llamacli.grammar), sampling is common_sampler_sample's (common/sampling.cpp,
+grammar_first = false): the chain picks from the raw logits, then the grammar checks that one
+token; only if it is rejected does the grammar mask every candidate (-inf) and the chain run
+again from the same logits, which draws the RNG a second time, as llama.cpp does.
 """
 
 from __future__ import annotations
@@ -59,8 +64,9 @@ class MT19937:
 
 
 class Sampler:
-    def __init__(self, params: SamplerParams, n_vocab: int):
+    def __init__(self, params: SamplerParams, n_vocab: int, grammar=None):
         self.p = params
+        self.grammar = grammar  # a llamacli.grammar.GrammarState, or None
         seed = params.seed
         if seed == DEFAULT_SEED:
             seed = time.time_ns() & 0xFFFFFFFF
@@ -72,7 +78,10 @@ class Sampler:
 
     # -- history for the penalties ----------------------------------------------------------
 
-    def accept(self, token: int) -> None:
+    def accept(self, token: int, generated: bool = False) -> None:
+        """common_sampler_accept: the grammar sees generated tokens only, the penalties all."""
+        if generated and self.grammar is not None:
+            self.grammar.accept_token(token)
         if self.p.repeat_last_n == 0:
             return
         if self.history.maxlen is not None and len(self.history) == self.history.maxlen:
@@ -91,6 +100,16 @@ class Sampler:
     # -- the chain --------------------------------------------------------------------------
 
     def sample(self, logits: np.ndarray) -> int:
+        if self.grammar is None:
+            return self._chain(logits)
+        # common_sampler_sample: sample first, then check only the pick against the grammar
+        tok = self._chain(logits)
+        if self.grammar.allows(tok):
+            return tok
+        # rejected: the grammar masks all candidates, then the whole chain runs again
+        return self._chain(logits, grammar=self.grammar)
+
+    def _chain(self, logits: np.ndarray, grammar=None) -> int:
         p = self.p
         lg = logits
         if self._penalties_active() and self.counts:
@@ -99,6 +118,10 @@ class Sampler:
                 v = lg[tok]
                 v = v * p.repeat_penalty if v <= 0 else v / p.repeat_penalty
                 lg[tok] = v - np.float32(cnt * p.frequency_penalty + (cnt > 0) * p.presence_penalty)
+        if grammar is not None:
+            # the grammar runs before the chain in llama.cpp; a -inf logit stays -inf through
+            # the penalties, so masking after them is the same
+            lg = self._grammar_mask(lg, grammar)
         # top-k: sorted descending by logit (ties by id); a partition avoids sorting the vocabulary
         n = lg.shape[0]
         k = min(p.top_k if p.top_k > 0 else n, n)
@@ -134,6 +157,32 @@ class Sampler:
             return int(ids[i])
         lg = (lg / np.float32(p.temp)).astype(np.float32)
         return int(ids[self._dist(lg)])
+
+    def _grammar_mask(self, lg: np.ndarray, grammar) -> np.ndarray:
+        """llama_grammar_apply_impl's mask, -inf for every token the grammar rejects.
+
+        Only the top-k survivors can matter to the rest of the chain, so tokens are checked in
+        the top-k order (logit descending, ties by id) until k are allowed; the rest are set to
+        -inf unchecked. This leaves the top-k set, and so every later step, as llama.cpp has it;
+        without top-k the whole vocabulary is checked. Tokens the grammar's prefilter rules
+        out (no stack takes their first code point) are skipped unchecked."""
+        n = lg.shape[0]
+        k = self.p.top_k if 0 < self.p.top_k < n else n
+        out = np.full(n, -np.inf, np.float32)
+        order = np.argsort(-lg, kind="stable")
+        keep = grammar.prefilter()
+        if keep is not None:
+            order = order[keep[order]]
+        found = 0
+        for tid in order.tolist():
+            if lg[tid] == -np.inf:
+                break
+            if grammar.allows(tid):
+                out[tid] = lg[tid]
+                found += 1
+                if found == k:
+                    break
+        return out
 
     def _typical(self, ids, lg):
         p = self.p

@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "inspect": "inspect",
     "bench": "bench",
     "perplexity": "perplexity",
+    "grammar": "grammar",
 }
 
 

@@ -75,6 +75,10 @@ def command(
                                       help="Chat template (-cnv): a built-in name (chatml, gemma, llama3, phi3, "
                                            "zephyr) or Jinja source. Default: the model's, else chatml."),
     chat_template_file: Path = typer.Option(None, "--chat-template-file", help="Read the Jinja chat template from a file (-cnv)."),
+    grammar: str = typer.Option(None, "--grammar", help="GBNF grammar the output must follow (llama.cpp's grammars/README.md)."),
+    grammar_file: Path = typer.Option(None, "--grammar-file", help="Read the GBNF grammar from a file."),
+    json_schema: str = typer.Option(None, "-j", "--json-schema", help="JSON schema the output must follow (converted to a grammar as llama.cpp does)."),
+    json_schema_file: Path = typer.Option(None, "--json-schema-file", help="Read the JSON schema from a file."),
 ):
     """Complete a prompt, streaming the text; llama.cpp's perf summary goes to stderr.
 
@@ -92,6 +96,8 @@ def command(
         raise LlamacliError("give --chat-template or --chat-template-file, not both")
     if chat_template_file is not None:
         chat_template = _read_text(chat_template_file, "chat template file")
+
+    grammar_text = _grammar_text(grammar, grammar_file, json_schema, json_schema_file)
 
     if prompt is not None and file is not None:
         raise LlamacliError("give the prompt with -p or -f, not both")
@@ -117,8 +123,13 @@ def command(
                            repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
     gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    compiled = None
+    if grammar_text is not None:
+        from ..grammar import compile_grammar
+        compiled = compile_grammar(grammar_text, gen.tokenizer)
     if conversation:
-        _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed)
+        _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed,
+                  compiled)
         return
     ids = gen.tokenize_prompt(prompt)
     gen.check_prompt(ids)
@@ -137,7 +148,7 @@ def command(
                 out.write(text)
                 out.flush()
 
-        gen.generate(ids, n_predict, params, ignore_eos=ignore_eos, on_token=emit)
+        gen.generate(ids, n_predict, params, ignore_eos=ignore_eos, on_token=emit, grammar=compiled)
         out.write(dec.flush() + "\n")
         out.flush()
         if gen.context_full:
@@ -150,6 +161,22 @@ def command(
         _perf_summary(gen, gen.sampler.seed if hasattr(gen, "sampler") else seed)
     if interrupted:
         raise typer.Exit(130)
+
+
+def _grammar_text(grammar, grammar_file, json_schema, json_schema_file) -> str | None:
+    """The GBNF text from --grammar / --grammar-file / -j / --json-schema-file (at most one)."""
+    given = [f for f, v in (("--grammar", grammar), ("--grammar-file", grammar_file), ("-j", json_schema),
+                            ("--json-schema-file", json_schema_file)) if v is not None]
+    if len(given) > 1:
+        raise LlamacliError(f"give one of {', '.join(given)}, not several")
+    if grammar_file is not None:
+        return _read_text(grammar_file, "grammar file")
+    if json_schema_file is not None:
+        json_schema = _read_text(json_schema_file, "JSON schema file")
+    if json_schema is not None:
+        from ..grammar.json_schema import schema_text_to_grammar
+        return schema_text_to_grammar(json_schema)
+    return grammar
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -168,14 +195,16 @@ def _perf_summary(gen, seed: int) -> None:
         print(line, file=sys.stderr)
 
 
-def _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed) -> None:
+def _converse(gen, gf, params, prompt, system_prompt, single_turn, chat_template, n_predict, ignore_eos, seed,
+              grammar=None) -> None:
     from ..chat_template import choose_template
     from ..conversation import Session, converse
 
     template, note = choose_template(gf, gen.tokenizer, chat_template)
     if note:
         print(f"llamacli: warning: {note}", file=sys.stderr)
-    session = Session(gen, template, params, system=system_prompt, n_predict=n_predict, ignore_eos=ignore_eos)
+    session = Session(gen, template, params, system=system_prompt, n_predict=n_predict, ignore_eos=ignore_eos,
+                      grammar=grammar)
     try:
         status = converse(session, first=prompt, single_turn=single_turn)
     finally:
