@@ -20,7 +20,9 @@ from llamacli.grammar import G, GrammarState, compile_grammar, decode_utf8, pars
 from llamacli.sampling import Sampler, SamplerParams
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "grammar" / "matcher.json").read_text())
-GRAMMAR_DIR = Path("/work/peer/llama_cpp_python-0.3.36/vendor/llama.cpp/grammars")
+# the eight grammars of llama.cpp's grammars/ folder, whose texts the golden data carries (CI has
+# no llama.cpp tree)
+VENDORED = ("arithmetic", "c", "chess", "english", "japanese", "json", "json_arr", "list")
 
 
 class Pieces:
@@ -48,12 +50,10 @@ def test_parse_is_llama_cpps(name):
     assert [[[int(t), v] for t, v in r] for r in g.rules] == ref["rules"]
 
 
-def test_every_vendored_grammar_parses():
-    files = sorted(GRAMMAR_DIR.glob("*.gbnf"))
-    assert len(files) >= 8
-    for f in files:
-        g = compile_grammar(f.read_text())
-        assert g.initial_stacks(), f.name
+def test_every_vendored_grammar_compiles():
+    for name in VENDORED:
+        g = compile_grammar(GOLDEN["grammars"][name]["text"])
+        assert g.initial_stacks(), name
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN["bad"]))
