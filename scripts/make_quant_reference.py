@@ -47,7 +47,7 @@ TARGETS = {
     "Q3_K_S": F.MOSTLY_Q3_K_S, "Q3_K_M": F.MOSTLY_Q3_K_M, "Q3_K_L": F.MOSTLY_Q3_K_L,
     "Q4_K_S": F.MOSTLY_Q4_K_S, "Q4_K_M": F.MOSTLY_Q4_K_M, "Q5_K_S": F.MOSTLY_Q5_K_S,
     "Q5_K_M": F.MOSTLY_Q5_K_M, "Q6_K": F.MOSTLY_Q6_K, "F16": F.MOSTLY_F16, "BF16": F.MOSTLY_BF16,
-    "F32": F.ALL_F32,
+    "F32": F.ALL_F32, "MXFP4_MOE": F.MOSTLY_MXFP4_MOE,
 }
 GGML_NAMES = {  # ggml_type_name
     0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0",

@@ -88,7 +88,7 @@ def test_f16_requantization_matches_llama_cpp(model, f16_files, golden):
 
 # every mixture llama-quantize offers that this tool writes (the _M aliases Q3_K, Q4_K, Q5_K aside)
 TARGETS = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L",
-           "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16", "BF16", "F32")
+           "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "F16", "BF16", "F32", "MXFP4_MOE")
 
 
 @pytest.mark.parametrize("model,target", [(m, t) for m in MODELS for t in TARGETS])
