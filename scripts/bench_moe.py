@@ -40,8 +40,7 @@ def build(path: Path, layers: int) -> Path:
     if path.exists():
         return path
     bv.say(f"writing {path} ({layers} layers)")
-    meta = {"expert_count": N_EXPERT, "expert_used_count": N_USED, "expert_feed_forward_length": N_FF_EXP,
-            "context_length": 4096}
+    meta = {"expert_count": N_EXPERT, "expert_used_count": N_USED, "expert_feed_forward_length": N_FF_EXP}
     base = dict(n_embd=2048, n_layer=layers, n_head=16, n_head_kv=4, n_ff=6144, ctx=4096)
     opt = dict(moe=dict(n_expert=N_EXPERT, n_used=N_USED, n_ff_exp=N_FF_EXP), exp_type=T.Q4_K)
     return write_family("qwen3moe", path, meta=meta, base=base, opt=opt)
