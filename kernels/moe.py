@@ -91,12 +91,12 @@ def group_by_expert(sel, n_expert, counts, starts, order):
     for e in range(n_expert):
         starts[e] = acc
         acc += counts[e]
-    fill = starts.copy()
+        counts[e] = 0  # counted again as the pairs are placed (no cursor array per call)
     for t in range(T):
         for s in range(k):
             e = sel[t, s]
-            order[fill[e]] = t * k + s
-            fill[e] += 1
+            order[starts[e] + counts[e]] = t * k + s
+            counts[e] += 1
 
 
 @njit(cache=True)

@@ -59,6 +59,9 @@ from gguf import GGUFValueType  # noqa: E402
 
 from llamacli.gguf_io import AtomicGGUFWriter, open_gguf  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from vocab_copy import PRE_KEY, gguf_str, string_kv, write_vocab_gguf  # noqa: E402
+
 GOLDEN = ROOT / "tests" / "golden"
 MODEL = Path.home() / ".cache" / "llamacli" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 LLAMA_TOKENIZE = Path("/work/peer/avx2/bin/llama-tokenize")
@@ -67,7 +70,6 @@ SEPARATOR = "<|llamacli-pretokenizer-sep|>"
 INDEX_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 UNKNOWN = "no-such-pre-tokenizer"
 N_CHECK = 3  # strings per name and mode also run alone on the unmodified vocabulary
-PRE_KEY = "tokenizer.ggml.pre"
 
 # Strings aimed at what tells the pre-tokenizers apart (the shared corpus was written for
 # SmolLM2 and Gemma-3): Han next to other scripts, marks, case changes inside words, digit runs,
@@ -106,53 +108,6 @@ def llama_cpp_pre_names(src: Path) -> list[str]:
     names = list(dict.fromkeys(re.findall(r'tokenizer_pre == "([^"]+)"', text[start:end])))
     assert len(names) > 50, names
     return names
-
-
-# -- vocab-only GGUF files ---------------------------------------------------------------------
-
-def _gguf_str(s: str) -> bytes:
-    b = s.encode("utf-8")
-    return len(b).to_bytes(8, "little") + b
-
-
-def _string_kv(key: str, value: str) -> bytes:
-    return _gguf_str(key) + int(GGUFValueType.STRING).to_bytes(4, "little") + _gguf_str(value)
-
-
-def _append_item(gf, key: str, item: bytes) -> bytes:
-    """The serialized array `key` with one more element (raw bytes `item`) at the end."""
-    kv = gf.kv[key]
-    blob = gf.raw_bytes(key)
-    head = 8 + len(key.encode("utf-8")) + 4 + 4  # key, type ARRAY, item type
-    return blob[:head] + (kv.count + 1).to_bytes(8, "little") + blob[head + 8:] + item
-
-
-def write_vocab_gguf(src: Path, dst: Path, pre: str | None, *, separator: str | None = None,
-                     drop: tuple[str, ...] = ()) -> None:
-    """general.* and tokenizer.* of `src`, no tensors; tokenizer.ggml.pre = `pre` (absent if
-    None); keys in `drop` left out; `separator` appended as a user-defined token."""
-    gf = open_gguf(src)
-    kv = []
-    for key in gf.kv:
-        if not key.startswith(("general.", "tokenizer.")) or key in drop:
-            continue
-        if key == PRE_KEY:
-            if pre is not None:
-                kv.append((key, _string_kv(key, pre)))
-            continue
-        if separator is not None and key == "tokenizer.ggml.tokens":
-            kv.append((key, _append_item(gf, key, _gguf_str(separator))))
-        elif separator is not None and key == "tokenizer.ggml.token_type":
-            assert gf.kv[key].item_type == GGUFValueType.INT32
-            kv.append((key, _append_item(gf, key, (4).to_bytes(4, "little", signed=True))))  # USER_DEFINED
-        elif separator is not None and key == "tokenizer.ggml.scores":
-            raise SystemExit("tokenizer.ggml.scores present: extend write_vocab_gguf")
-        else:
-            kv.append((key, gf.raw_bytes(key)))
-    if pre is not None and PRE_KEY not in gf.kv:
-        kv.append((PRE_KEY, _string_kv(PRE_KEY, pre)))
-    with AtomicGGUFWriter(dst, kv, []):
-        pass
 
 
 # -- llama-tokenize ----------------------------------------------------------------------------
@@ -226,13 +181,13 @@ def _byte_chars() -> list[str]:
 
 
 def _string_array_kv(key: str, items: list[str]) -> bytes:
-    head = _gguf_str(key) + int(GGUFValueType.ARRAY).to_bytes(4, "little")
+    head = gguf_str(key) + int(GGUFValueType.ARRAY).to_bytes(4, "little")
     head += int(GGUFValueType.STRING).to_bytes(4, "little") + len(items).to_bytes(8, "little")
-    return head + b"".join(_gguf_str(s) for s in items)
+    return head + b"".join(gguf_str(s) for s in items)
 
 
 def _int32_array_kv(key: str, items: list[int]) -> bytes:
-    head = _gguf_str(key) + int(GGUFValueType.ARRAY).to_bytes(4, "little")
+    head = gguf_str(key) + int(GGUFValueType.ARRAY).to_bytes(4, "little")
     head += int(GGUFValueType.INT32).to_bytes(4, "little") + len(items).to_bytes(8, "little")
     return head + b"".join(int(v).to_bytes(4, "little", signed=True) for v in items)
 
@@ -258,15 +213,15 @@ def probe_vocab(strings: list[str]) -> tuple[list[str], list[str]]:
 
 def write_probe_gguf(dst: Path, pre: str | None, tokens: list[str], merges: list[str]) -> None:
     kv = [
-        ("general.architecture", _string_kv("general.architecture", "llama")),
-        ("tokenizer.ggml.model", _string_kv("tokenizer.ggml.model", "gpt2")),
-        *([(PRE_KEY, _string_kv(PRE_KEY, pre))] if pre is not None else []),
+        ("general.architecture", string_kv("general.architecture", "llama")),
+        ("tokenizer.ggml.model", string_kv("tokenizer.ggml.model", "gpt2")),
+        *([(PRE_KEY, string_kv(PRE_KEY, pre))] if pre is not None else []),
         ("tokenizer.ggml.tokens", _string_array_kv("tokenizer.ggml.tokens", tokens + [SEPARATOR])),
         ("tokenizer.ggml.token_type", _int32_array_kv("tokenizer.ggml.token_type", [1] * len(tokens) + [4])),
         ("tokenizer.ggml.merges", _string_array_kv("tokenizer.ggml.merges", merges)),
     ]
     kv.append(("tokenizer.ggml.add_bos_token",
-               _gguf_str("tokenizer.ggml.add_bos_token") + int(GGUFValueType.BOOL).to_bytes(4, "little") + b"\0"))
+               gguf_str("tokenizer.ggml.add_bos_token") + int(GGUFValueType.BOOL).to_bytes(4, "little") + b"\0"))
     with AtomicGGUFWriter(dst, kv, []):
         pass
 

@@ -11,58 +11,26 @@ token per word.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from gguf import GGUFValueType
 
 from llamacli.cli import main
 from llamacli.errors import LlamacliError
-from llamacli.gguf_io import AtomicGGUFWriter, open_gguf
+from llamacli.gguf_io import open_gguf
 from llamacli.tokenizer import load_tokenizer
 from llamacli.tokenizer.pretokenize import KNOWN_PRE_NAMES, PRE_NAMES, pre_tokenizer, split_words
 from llamacli.tokenizer.vocab import load_vocab
+
+from vocab_copy import PRE_KEY, write_vocab_gguf
 
 GOLDEN = Path(__file__).parent / "golden"
 REFERENCE = json.loads((GOLDEN / "pretokenizers.json").read_text())
 # known to llama.cpp, refused here: their BPE runs on raw UTF-8 (byte_encode = false)
 REFUSED = ("gemma4", "granite-embed-multi-311m", "sarvam-moe", "whitespace")
 SUPPORTED = [n for n in REFERENCE["names"] if n not in REFUSED]
-PRE_KEY = "tokenizer.ggml.pre"
-
-
-def _gguf_str(s: str) -> bytes:
-    b = s.encode("utf-8")
-    return len(b).to_bytes(8, "little") + b
-
-
-@functools.lru_cache(maxsize=2)
-def _source(path: Path):
-    return open_gguf(path)
-
-
-def write_vocab_gguf(src: Path, dst: Path, pre: str | None, drop: tuple[str, ...] = ()) -> Path:
-    """general.* and tokenizer.* of `src`, no tensors, tokenizer.ggml.pre = `pre` (absent if
-    None): the files scripts/make_pretokenizer_reference.py gives llama-tokenize."""
-    gf = _source(src)
-    kv = []
-    for key in gf.kv:
-        if not key.startswith(("general.", "tokenizer.")) or key in drop:
-            continue
-        if key == PRE_KEY:
-            if pre is not None:
-                kv.append((key, _gguf_str(key) + int(GGUFValueType.STRING).to_bytes(4, "little") + _gguf_str(pre)))
-            continue
-        kv.append((key, gf.raw_bytes(key)))
-    assert PRE_KEY in gf.kv
-    with AtomicGGUFWriter(dst, kv, []):
-        pass
-    return dst
-
-
 @pytest.fixture(scope="module")
 def corpus():
     """The shared corpus, then the script's strings aimed at the pre-tokenizers."""

@@ -63,6 +63,13 @@ class ArchSpec:
             c["rope_swa"] = make_rope(c["_n_rot"], base, scale, **(kw if yarn else {}))
 
     @staticmethod
+    def require_experts(h: HParams, c: dict) -> None:
+        """Families that are mixtures of experts only (llama.cpp throws 'n_expert must be > 0')."""
+        if not c["n_expert"]:
+            raise LlamacliError(f"{h.path}: metadata key '{h.key(Keys.LLM.EXPERT_COUNT)}' is missing or 0 "
+                                f"(required by {h.arch})")
+
+    @staticmethod
     def set_swa(h: HParams, c: dict, window: int, pattern: int, dense_first: bool = False) -> None:
         """load_swa_pattern: the file's sliding_window_pattern (a number or a per-layer array)
         overrides the family's default pattern."""

@@ -4,12 +4,9 @@ not renormalised."""
 
 from __future__ import annotations
 
-from gguf.constants import Keys
-
 from ..config import Config, HParams
 from ..weights import Layer, TensorLoader, Weights
 from ._base import ArchSpec
-from .qwen3moe import raise_missing
 
 
 class OlMoE(ArchSpec):
@@ -19,8 +16,7 @@ class OlMoE(ArchSpec):
     types = {16: "A1.7B"}
 
     def hparams(self, h: HParams, c: dict) -> None:
-        if not c["n_expert"]:
-            raise_missing(h, Keys.LLM.EXPERT_COUNT)
+        self.require_experts(h, c)
         c.update(qk_norm="full", n_ff_exp=c["n_ff"], expert_norm=False)
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:

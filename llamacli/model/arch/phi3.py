@@ -5,6 +5,8 @@ tensors and attention factor, q scaled after RoPE. llama.cpp turns Phi's sliding
 
 from __future__ import annotations
 
+import sys
+
 from gguf.constants import Keys
 
 from ..config import Config, HParams, f32_inv_sqrt
@@ -20,9 +22,8 @@ class Phi3(ArchSpec):
     def hparams(self, h: HParams, c: dict) -> None:
         # a sliding window in the file is ignored by llama.cpp, with a warning
         if int(h.get(Keys.Attention.SLIDING_WINDOW, 0) or 0) > 0:
-            import sys
-            print(f"llamacli: warning: Phi SWA is disabled, as in llama.cpp (results may differ from the "
-                  f"model's training for long contexts)", file=sys.stderr)
+            print("llamacli: warning: Phi SWA is disabled, as in llama.cpp (results may differ from the "
+                  "model's training for long contexts)", file=sys.stderr)
         c.update(attn_scale=f32_inv_sqrt(c["head_dim"]), scale_q=True, _n_rot_must_match=False)
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:

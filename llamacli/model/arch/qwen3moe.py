@@ -17,18 +17,12 @@ class Qwen3Moe(ArchSpec):
     types = {48: "30B.A3B", 94: "235B.A22B"}
 
     def hparams(self, h: HParams, c: dict) -> None:
-        if not c["n_expert"]:
-            raise_missing(h, Keys.LLM.EXPERT_COUNT)
+        self.require_experts(h, c)
         n_ff_exp = h.scalar(Keys.LLM.EXPERT_FEED_FORWARD_LENGTH, 0, kind=int)
         c.update(qk_norm="head", n_ff_exp=n_ff_exp or c["n_ff"] // c["n_expert_used"], expert_norm=True)
 
     def tensors(self, t: TensorLoader, cfg: Config) -> Weights:
         return Weights(**self.head(t, cfg), layers=self.llama_layers(t, cfg, qk_norm=cfg.head_dim))
-
-
-def raise_missing(h: HParams, template: str):
-    from ...errors import LlamacliError
-    raise LlamacliError(f"{h.path}: metadata key '{h.key(template)}' is missing or 0 (required by {h.arch})")
 
 
 SPEC = Qwen3Moe()
