@@ -55,14 +55,40 @@ class Backend:
         act.matmul(w.dot, w.rows, out)
 
 
-class State:
+class KVCache:
+    """One sequence's keys and values, F16 as llama.cpp's default cache, and how many positions
+    it holds. The State is one (the sequence `eval` appends to); `Model.eval_seqs` takes several,
+    a server's slots, each with its own cells. Shapes are NumPy's."""
+
+    def __init__(self, cfg: Config, n_ctx: int):
+        self.n_ctx = n_ctx
+        self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
+        # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
+        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, (n_ctx + 31) // 32 * 32), np.uint16)
+        self.k_layers = list(self.k_cache)  # per-layer views, made once
+        self.v_layers = list(self.v_cache)
+        self.n_past = 0
+
+    def reset(self) -> None:
+        self.n_past = 0
+
+    def truncate(self, n_keep: int) -> None:
+        """Forget every position from n_keep on (llama_memory_seq_rm): the cache holds one K/V
+        row per position and attention masks by n_past, so the rows are simply overwritten."""
+        if not 0 <= n_keep <= self.n_past:
+            raise ValueError(f"cannot keep {n_keep} of {self.n_past} cached positions")
+        self.n_past = n_keep
+
+
+class State(KVCache):
     """Scratch buffers and the KV cache, allocated once; `eval` allocates nothing per token.
     Shapes are NumPy's (row-major, tokens first); T = n_batch."""
 
     def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int, rope_factors=None):
         E, F, T = cfg.n_embd, cfg.n_ff, n_batch
         nq, nk, nv = cfg.n_head * cfg.head_dim, cfg.n_embd_k, cfg.n_embd_v
-        self.n_ctx, self.n_batch = n_ctx, n_batch
+        super().__init__(cfg, n_ctx)
+        self.n_batch = n_batch
         self.x = np.zeros((T, E), np.float32)  # residual stream
         self.xn = np.zeros((T, E), np.float32)  # normed input of a sub-block
         self.q = np.zeros((T, nq), np.float32)
@@ -77,9 +103,6 @@ class State:
         fused_up = any(L.w_gate is None for L in weights.layers)
         self.gate_up = np.zeros((T, 2 * F) if fused_up else (0, 0), np.float32)  # phi3's fused ffn_up
         self.ffn = np.zeros((T, F), np.float32)
-        self.k_cache = np.zeros((cfg.n_layer, n_ctx, nk), np.uint16)  # fp16 bits
-        # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
-        self.v_cache = np.zeros((cfg.n_layer, nv, (n_ctx + 31) // 32 * 32), np.uint16)
         # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
         half = cfg.rope.n_dims // 2
@@ -120,10 +143,6 @@ class State:
             key = (w.dot.act, w.n_in)
             if key not in self.acts:
                 self.acts[key] = Activation(w.dot.act, w.n_in, T)
-        self.n_past = 0
-
-        self.k_layers = list(self.k_cache)  # per-layer views, made once
-        self.v_layers = list(self.v_cache)
         self._rows: dict[int, _Rows] = {}
 
     def rows(self, T: int) -> "_Rows":
@@ -132,16 +151,6 @@ class State:
         if r is None:
             r = self._rows[T] = _Rows(self, T)
         return r
-
-    def reset(self) -> None:
-        self.n_past = 0
-
-    def truncate(self, n_keep: int) -> None:
-        """Forget every position from n_keep on (llama_memory_seq_rm): the cache holds one K/V
-        row per position and attention masks by n_past, so the rows are simply overwritten."""
-        if not 0 <= n_keep <= self.n_past:
-            raise ValueError(f"cannot keep {n_keep} of {self.n_past} cached positions")
-        self.n_past = n_keep
 
 
 class _Rows:
@@ -165,6 +174,31 @@ class _Rows:
         self.q_flat = self.q.reshape(-1)
         self.last_x, self.last_xn = self.x[T - 1:T], self.xn[:1]
         self.logits_last = S.logits[:1]
+        self.n = T
+        self._spans: dict[tuple[int, int], _Span] = {}
+
+    def span(self, r0: int, r1: int) -> "_Span":
+        """Rows r0..r1-1: one sequence's tokens in a multi-sequence step (views made once)."""
+        sp = self._spans.get((r0, r1))
+        if sp is None:
+            if len(self._spans) >= MAX_SPANS:  # prompts split in many ways: start over
+                self._spans.clear()
+            sp = self._spans[(r0, r1)] = _Span(self, r0, r1)
+        return sp
+
+
+MAX_SPANS = 256  # row ranges whose views a _Rows set keeps
+
+
+class _Span:
+    """The rows of one sequence within a _Rows set: what its attention reads and writes."""
+
+    def __init__(self, R: _Rows, r0: int, r1: int):
+        self.n = r1 - r0
+        self.k, self.v = R.k[r0:r1], R.v[r0:r1]  # (n, n_embd_k), (n, n_embd_v)
+        self.q3 = R.q3[r0:r1]  # (n, n_head, D)
+        self.pos = R.pos[r0:r1]
+        self.attn = R.attn[r0:r1]  # (n, n_head * D_v)
 
 
 @dataclass
@@ -269,21 +303,32 @@ class Model:
 
     # -- the graph ------------------------------------------------------------------------
 
-    def _ubatch(self, tokens: np.ndarray, want: str) -> np.ndarray:
-        """Run T <= n_batch tokens at positions n_past..; return logits of the last or all."""
+    def _ubatch(self, tokens: np.ndarray, want: str, seqs=None) -> np.ndarray:
+        """Run T <= n_batch tokens at positions n_past..; return logits of the last or all.
+
+        seqs: None, every row appended to the State's own cache; or ((cache, n), ...), the rows
+        split in order among sequences, each row at its own sequence's next position and its
+        attention over that sequence's cache alone; then `want` is ignored and the logits are
+        those of each sequence's last row, one row per sequence."""
         cfg, W, S, be = self.cfg, self.weights, self.state, self.be
         T = tokens.shape[0]
-        p0 = S.n_past
-        n_kv = p0 + T
         R = S.rows(T)
         x, xn = R.x, R.xn
         q, k, v = R.q, R.k, R.v
         attn, proj = R.attn, R.proj
         pos = R.pos
-        if T == 1:
-            pos[0] = p0
-        else:
-            pos[:] = np.arange(p0, n_kv)
+        # (cache, first position, its rows): one part holding every row, or one a sequence
+        parts = [(S, S.n_past, R)]
+        if seqs is not None:
+            parts, r = [], 0
+            for cache, n in seqs:
+                parts.append((cache, cache.n_past, R.span(r, r + n)))
+                r += n
+        for cache, p0, P in parts:
+            if P.n == 1:
+                P.pos[0] = p0
+            else:
+                P.pos[:] = np.arange(p0, p0 + P.n)
         r = cfg.rope
         be.rope_cache(pos, r.n_dims, r.base, r.freq_scale, r.ext_factor, r.attn_factor, r.corr_lo, r.corr_hi,
                       S.rope_factors, S.cos, S.sin)
@@ -330,10 +375,12 @@ class Model:
                 q *= np.float32(cfg.attn_scale)
             if cfg.attn_temp_scale:
                 q3 *= R.q_temp[:, :, None]
-            be.store_kv(k, v, S.k_layers[il], S.v_layers[il], p0)
             be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
-            be.attention(q3, S.k_layers[il], S.v_layers[il], pos, n_kv, kq_scale, cfg.sliding_window if swa else 0,
-                         cfg.attn_softcap, S.no_sinks if L.sinks is None else L.sinks, S.scratch, attn)
+            window, sinks = (cfg.sliding_window if swa else 0), (S.no_sinks if L.sinks is None else L.sinks)
+            for cache, p0, P in parts:  # each sequence's rows against its own cache
+                be.store_kv(P.k, P.v, cache.k_layers[il], cache.v_layers[il], p0)
+                be.attention(P.q3, cache.k_layers[il], cache.v_layers[il], P.pos, p0 + P.n, kq_scale, window,
+                             cfg.attn_softcap, sinks, S.scratch, P.attn)
             self._linear(attn, L.wo, proj, bias=L.bo)
             if cb:
                 cb("kqv_out", il, attn)
@@ -365,10 +412,21 @@ class Model:
             if cb:
                 cb("l_out", il, x)
 
-        S.n_past = n_kv
-        if want == "none":
+        for cache, p0, P in parts:
+            cache.n_past = p0 + P.n
+        if seqs is not None:
+            # each sequence's last row moves up to row i (from a row >= i, so none is overwritten
+            # before it is read); the output layer then runs over the first len(parts) rows
+            last = -1
+            for i, (_, _, P) in enumerate(parts):
+                last += P.n
+                if last != i:
+                    x[i] = x[last]
+            Q = S.rows(len(parts))
+            rows, rows_n, logits = Q.x, Q.xn, S.logits[:len(parts)]
+        elif want == "none":
             return S.logits[:0]
-        if want == "all":
+        elif want == "all":
             rows, rows_n, logits = x, xn, S.logits[:T]
         else:
             rows, rows_n, logits = R.last_x, R.last_xn, R.logits_last
@@ -380,20 +438,54 @@ class Model:
             be.softcap_inplace(logits, cfg.final_softcap)
         return logits
 
+    def _check(self, tokens: np.ndarray, cache: KVCache) -> None:
+        n = tokens.shape[0]
+        if n == 0:
+            raise LlamacliError("nothing to evaluate")
+        if cache.n_past + n > cache.n_ctx:
+            raise LlamacliError(f"context full: {cache.n_past} + {n} tokens exceed the context size {cache.n_ctx}")
+        if tokens.min() < 0 or tokens.max() >= self.cfg.n_vocab:
+            raise LlamacliError(f"token id out of range [0, {self.cfg.n_vocab})")
+        if numba.get_num_threads() != self.n_threads:
+            numba.set_num_threads(self.n_threads)
+
+    def new_cache(self) -> KVCache:
+        """Another sequence's KV cache, of the State's context size, for `eval_seqs`."""
+        return KVCache(self.cfg, self.state.n_ctx)
+
+    def eval_seqs(self, batch) -> np.ndarray:
+        """One step over several sequences (llama_batch with a seq_id a token): batch is
+        [(cache, tokens), ...], each cache a distinct KVCache of this model (`new_cache`, or the
+        State), each tokens non-empty, n_batch tokens at most in all. Every matmul runs over
+        all the rows at once; each row's attention reads its own sequence's cache up to its own
+        length. The matmul kernels compute each row on its own, so a sequence gets the logits
+        `eval` would give it alone, bit for bit (tests/test_serve_batch.py).
+
+        Returns (len(batch), n_vocab): row i follows the last token of sequence i; the array is
+        reused by the next call."""
+        seqs, chunks = [], []
+        for cache, tokens in batch:
+            tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
+            if cache.n_ctx > self.state.n_ctx or cache.k_cache.shape[0] != self.cfg.n_layer:
+                raise LlamacliError("a KV cache made for another model or a larger context")
+            self._check(tokens, cache)
+            seqs.append((cache, tokens.shape[0]))
+            chunks.append(tokens)
+        if not seqs:
+            raise LlamacliError("nothing to evaluate")
+        if len({id(c) for c, _ in seqs}) != len(seqs):
+            raise LlamacliError("a sequence appears twice in one batch")
+        tokens = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        if tokens.shape[0] > self.state.n_batch:
+            raise LlamacliError(f"{tokens.shape[0]} tokens exceed the batch size {self.state.n_batch}")
+        return self._ubatch(tokens, "last", seqs)
+
     def eval(self, tokens, want: str = "last") -> np.ndarray:
         """Append tokens to the context; return logits (1, n_vocab) for 'last' or
         (len(tokens), n_vocab) for 'all'. The returned 'last' array is reused by the next call."""
         tokens = np.asarray(tokens, dtype=np.int64)
         n = tokens.shape[0]
-        if n == 0:
-            raise LlamacliError("nothing to evaluate")
-        if self.state.n_past + n > self.state.n_ctx:
-            raise LlamacliError(
-                f"context full: {self.state.n_past} + {n} tokens exceed the context size {self.state.n_ctx}")
-        if tokens.min() < 0 or tokens.max() >= self.cfg.n_vocab:
-            raise LlamacliError(f"token id out of range [0, {self.cfg.n_vocab})")
-        if numba.get_num_threads() != self.n_threads:
-            numba.set_num_threads(self.n_threads)
+        self._check(tokens, self.state)
         B = self.state.n_batch
         out = np.empty((n, self.cfg.n_vocab), np.float32) if want == "all" else None
         for s in range(0, n, B):
