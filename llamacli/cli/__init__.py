@@ -37,6 +37,7 @@ SUBCOMMANDS = {
     "bench": "bench",
     "perplexity": "perplexity",
     "grammar": "grammar",
+    "serve": "serve",
 }
 
 
