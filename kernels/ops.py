@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from .dot.fp16 import F16_TO_F32, dot_f16_fast, f32_to_f16_bits  # noqa: F401  (dot_f16_fast: the attention's dot)
 from .simd import exp8_shifted, fma32, libm_expf, libm_tanhf, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
+from .simd512 import exp16_shifted, row_dot_f16_512, silu_mul16
 
 
 @njit(cache=True)
@@ -140,8 +141,35 @@ def dot_f16(x, y, n, acc):
     return np.float32(s)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out):
+    """_attend as an AVX2 build of ggml computes it."""
+    _attend(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out, False)
+
+
+@njit(cache=True)
+def attention_512(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out):
+    """_attend as an AVX-512 build of ggml computes it."""
+    _attend(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out, True)
+
+
+@njit(inline="always", cache=True)
+def dot_f16_512(x, xo, y, yo, n):
+    """ggml_vec_dot_f16 on an AVX-512 build: the first n & ~63 elements in four accumulators of
+    sixteen lanes (simd512.row_dot_f16_512), the leftovers added in double. Twin: dot_f16_ref."""
+    n64 = n & ~63
+    v = row_dot_f16_512(x, xo, y, yo, n64)
+    if n64 == n:
+        return v
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    s = np.float64(v)
+    for i in range(n64, n):
+        s += np.float64(np.float32(xf[xo + i] * F16_TO_F32[yf[yo + i]]))
+    return np.float32(s)
+
+
+@njit(parallel=True, cache=True)
+def _attend(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out, wide):
     """Causal multi-head attention over an F16 KV cache, as llama.cpp's non-flash path computes
     it for one query at a time: kq = K @ fp16(q) (ggml_vec_dot_f16), softmax(kq * scale + mask)
     with ggml_v_expf in groups of eight and a float64 sum, the probabilities rounded to fp16,
@@ -158,7 +186,10 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, sc
     attention); softcap > 0 applies tanh soft-capping to the scores; sinks (n_head,) or empty:
     gpt-oss's sink logit of each head joins the softmax (ggml_soft_max_add_sinks: the max
     includes it and the sum gains expf(sink - max)). scratch (n_threads,
-    n_ctx + 64) float32, a row per thread; out (T, n_head*D)."""
+    n_ctx + 64) float32, a row per thread; out (T, n_head*D).
+
+    wide: an AVX-512 build's arithmetic (simd512): the dots in sixteen lanes over chunks of 64,
+    softmax groups of sixteen. Its chunks of 64 still hold whole rows: llama.cpp pads n_kv to 256."""
     T, H, D = q.shape
     HKV = cache_k.shape[1] // D
     group = H // HKV
@@ -173,12 +204,14 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, sc
         s = scratch[numba.get_thread_id()]
         lo = 0 if window <= 0 else max(0, p - window + 1)  # the keys this query sees: lo..hi-1
         hi = min(p + 1, n_kv)
-        g0, g1 = lo // 8 * 8, (hi + 7) // 8 * 8  # softmax groups of eight that hold them
-        c0, c1 = lo // 32 * 32, (hi + 31) // 32 * 32  # V dot chunks of 32 that hold them
+        gl = 16 if wide else 8  # softmax group
+        cl = 64 if wide else 32  # V dot chunk
+        g0, g1 = lo // gl * gl, (hi + gl - 1) // gl * gl  # softmax groups that hold them
+        c0, c1 = lo // cl * cl, (hi + cl - 1) // cl * cl  # V dot chunks that hold them
         qo = (t * H + h) * D
         mx = -np.inf
         for j in range(lo, hi):
-            v = dot_f16_fast(q, qo, cache_k, j * ek + g * D, D)
+            v = dot_f16_512(q, qo, cache_k, j * ek + g * D, D) if wide else dot_f16_fast(q, qo, cache_k, j * ek + g * D, D)
             if softcap > 0:  # build_attn_mha: ggml_scale by 1/c, ggml_tanh (tanhf), ggml_scale by c
                 v = np.float32(libm_tanhf(np.float32(v * inv_cap)) * softcap)
             v = np.float32(v * scale)  # ggml_soft_max_ext scales before the mask
@@ -192,8 +225,8 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, sc
         if sinks.shape[0] > 0 and sinks[h] > mx:
             mx = sinks[h]
         total = 0.0
-        for j in range(g0, g1, 8):
-            total += np.float64(exp8_shifted(s, j, mx))
+        for j in range(g0, g1, gl):
+            total += np.float64(exp16_shifted(s, j, mx) if wide else exp8_shifted(s, j, mx))
         if sinks.shape[0] > 0:
             total += np.float64(libm_expf(np.float32(sinks[h] - mx)))
         inv = np.float32(1.0 / total)
@@ -204,7 +237,9 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, sc
         for j in range(g1, c1):
             s[j] = 0.0
         for i in range(D):
-            out[t, h * D + i] = row_dot_f16(s, c0, cache_vt, (g * D + i) * vstride + c0, c1 - c0)
+            vo = (g * D + i) * vstride + c0
+            out[t, h * D + i] = row_dot_f16_512(s, c0, cache_vt, vo, c1 - c0) if wide else \
+                row_dot_f16(s, c0, cache_vt, vo, c1 - c0)
 
 
 @njit(parallel=True, cache=True)
@@ -220,6 +255,28 @@ def swiglu(gate, up, out):
     for t in prange(T):
         for i in range(0, n, 8):
             silu_mul8(gate, t * n + i, up, t * n + i, out, t * n + i)
+
+
+@njit(parallel=True, cache=True)
+def swiglu_512(gate, up, out):
+    """ggml_vec_swiglu_f32 (AVX-512): sixteen lanes at a time (simd512.silu_mul16), the scalar
+    ggml_silu_f32 for the leftovers of a row. Twin: simd512.swiglu_ref."""
+    if gate.shape[0] == 1:
+        _swiglu_512_row(gate, up, out, 0)
+        return
+    for t in prange(gate.shape[0]):
+        _swiglu_512_row(gate, up, out, t)
+
+
+@njit(inline="always", cache=True)
+def _swiglu_512_row(gate, up, out, t):
+    n = gate.shape[1]
+    n16 = n & ~15
+    for i in range(0, n16, 16):
+        silu_mul16(gate, t * n + i, up, t * n + i, out, t * n + i)
+    for i in range(n16, n):
+        x = gate[t, i]
+        out[t, i] = (x / (np.float32(1.0) + libm_expf(-x))) * up[t, i]
 
 
 GELU_COEF_A = np.float32(0.044715)

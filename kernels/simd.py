@@ -301,7 +301,7 @@ def _hsum8_ir(builder, v):
     return builder.fadd(builder.fadd(s[0], s[2]), builder.fadd(s[1], s[3]))
 
 
-def _row_intrinsic(kind, ntok=1, repacked=False):
+def _row_intrinsic(kind, ntok=1, repacked=False, amx=False):
     """Build the codegen of a row dot product over nb blocks for one legacy block kind
     ('q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1') against ntok activation rows at once. Arguments:
     (w, q_0..q_{ntok-1}, d_0.., s_0.., nb, bs): w the row's bytes, q_t an activation row (int8),
@@ -311,7 +311,12 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
 
     repacked (Q4_0 only): the order of ggml_gemv_q4_0_8x8_q8_0, which ggml uses for weights it
     repacked at load time: the block's eight lanes are summed as integers (exactly) and one
-    float accumulator takes acc = fma(isum, d_w * d_x, acc)."""
+    float accumulator takes acc = fma(isum, d_w * d_x, acc).
+
+    amx (Q4_0, Q4_1, Q8_0): the order of the AMX buffer's tinygemm_kernel_vnni (dot/amx.py),
+    the repacked order, with Q4_1's min folded into the same accumulator after each block:
+    acc = fma(m_w, s_x, fma(isum, d_w * d_x, acc))."""
+    single = repacked or amx
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -339,10 +344,10 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
         i = builder.phi(_I64)
         i.add_incoming(c64(0), entry)
         accs, summs = [], []
-        acc_ty = _F32 if repacked else _F32x8
+        acc_ty = _F32 if single else _F32x8
         for t in range(ntok):
             a = builder.phi(acc_ty)
-            a.add_incoming(ir.Constant(acc_ty, 0.0) if repacked else ir.Constant(_F32x8, [0.0] * 8), entry)
+            a.add_incoming(ir.Constant(acc_ty, 0.0) if single else ir.Constant(_F32x8, [0.0] * 8), entry)
             m = builder.phi(_F32)
             m.add_incoming(ir.Constant(_F32, 0.0), entry)
             accs.append(a)
@@ -370,7 +375,7 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
         for t in range(ntok):
             y = _load(builder, builder.gep(qb[t], [builder.mul(i, c64(32))]), _I8x32)
             ux, uy = _signed_pairs(builder, x, y) if signed else (x, y)
-            if has_min:  # summs += m_w * s_x, fused as GCC compiles it
+            if has_min and not amx:  # summs += m_w * s_x, fused as GCC compiles it
                 s_x = builder.load(builder.gep(sb[t], [i]), align=4)
                 new_summs = builder.call(fma1, [m_w, s_x, summs[t]])
             else:
@@ -378,11 +383,13 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
             dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, uy])
             lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
             dd = builder.fmul(d_w, builder.load(builder.gep(db[t], [i]), align=4))
-            if repacked:
+            if single:
                 e = [builder.extract_element(lanes, ir.Constant(ir.IntType(32), k)) for k in range(8)]
                 isum = builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
                                    builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
                 new_acc = builder.call(fma1, [builder.sitofp(isum, _F32), dd, accs[t]])
+                if has_min:
+                    new_acc = builder.call(fma1, [m_w, builder.load(builder.gep(sb[t], [i]), align=4), new_acc])
             else:
                 new_acc = builder.call(fma8, [_splat(builder, dd, _F32x8), builder.sitofp(lanes, _F32x8), accs[t]])
             accs[t].add_incoming(new_acc, body)
@@ -393,8 +400,8 @@ def _row_intrinsic(kind, ntok=1, repacked=False):
         builder.position_at_end(done)
         outs = []
         for t in range(ntok):
-            total = accs[t] if repacked else _hsum8_ir(builder, accs[t])
-            outs.append(builder.fadd(total, summs[t]) if has_min else total)
+            total = accs[t] if single else _hsum8_ir(builder, accs[t])
+            outs.append(builder.fadd(total, summs[t]) if has_min and not amx else total)
         return _pack(context, builder, signature, outs)
 
     return codegen
@@ -443,18 +450,110 @@ row_dot_q4_0_repacked, row_dot2_q4_0_repacked, row_dot4_q4_0_repacked = _row_dot
     lambda n: _row_intrinsic("q4_0", n, repacked=True), "A Q4_0 row in ggml_gemv_q4_0_8x8_q8_0's order")
 row_dot_q4_1, row_dot2_q4_1, row_dot4_q4_1 = _row_dot_family(
     lambda n: _row_intrinsic("q4_1", n), "ggml_vec_dot_q4_1_q8_1 (AVX2) over one row")
+row_dot_q4_1_amx, row_dot2_q4_1_amx, row_dot4_q4_1_amx = _row_dot_family(
+    lambda n: _row_intrinsic("q4_1", n, amx=True), "A Q4_1 row in the AMX buffer's tinygemm_kernel_vnni order")
+row_dot_q8_0_amx, row_dot2_q8_0_amx, row_dot4_q8_0_amx = _row_dot_family(
+    lambda n: _row_intrinsic("q8_0", n, amx=True), "A Q8_0 row in the AMX buffer's tinygemm_kernel_vnni order")
+def _amx_rows_codegen(kind):
+    """The AMX order (see _row_intrinsic's amx) for eight consecutive rows of W (uint8[R, nb*bs],
+    C-contiguous) from row r0 against one activation row; arguments (W, r0, q, d, s, nb, bs).
+    Like ggml's tinygemm_kernel_vnni, the rows sit in the lanes of one float vector: each row's
+    eight integer lanes are summed (exactly) by a transposing tree of phaddd, and the per-row
+    chains acc = fma(isum, d_w * d_x, acc) (then fma(m_w, s_x, acc) for Q4_1) run side by side,
+    a lane each, with every lane's arithmetic that of its row alone."""
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        arr = lambda k: context.make_array(signature.args[k])(context, builder, args[k]).data  # noqa: E731
+        nb, bs = args[5], args[6]
+        row_bytes = builder.mul(nb, bs)
+        wbase = builder.gep(builder.bitcast(arr(0), i8p), [builder.mul(args[1], row_bytes)])
+        rows = [builder.gep(wbase, [builder.mul(ir.Constant(_I64, k), row_bytes)]) for k in range(AMX_ROWS)]
+        qb, db, sb = builder.bitcast(arr(2), i8p), arr(3), arr(4)
+        fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
+        hadd = lambda a, b: _x86(builder, "llvm.x86.avx2.phadd.d", _I32x8, [a, b])  # noqa: E731
+        entry = builder.basic_block
+        loop = builder.append_basic_block("amx.loop")
+        body = builder.append_basic_block("amx.body")
+        done = builder.append_basic_block("amx.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        i = builder.phi(_I64)
+        i.add_incoming(c64(0), entry)
+        acc = builder.phi(_F32x8)
+        acc.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+        builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
+        builder.position_at_end(body)
+        o = builder.mul(i, bs)
+        y = _load(builder, builder.gep(qb, [builder.mul(i, c64(32))]), _I8x32)
+        dx = builder.load(builder.gep(db, [i]), align=4)
+        lanes, d_w, m_w = [], ir.Constant(_F32x8, ir.Undefined), ir.Constant(_F32x8, ir.Undefined)
+        for k in range(AMX_ROWS):
+            blk = builder.gep(rows[k], [o])
+            d_w = builder.insert_element(d_w, _f16_at(builder, blk, c64(0)), ir.Constant(i32, k))
+            if kind == "q8_0":
+                ux, uy = _signed_pairs(builder, _load(builder, builder.gep(blk, [c64(2)]), _I8x32), y)
+            elif kind == "q4_0":
+                x = builder.sub(_nibbles32(builder, builder.gep(blk, [c64(2)])), ir.Constant(_I8x32, [8] * 32))
+                ux, uy = _signed_pairs(builder, x, y)
+            else:
+                ux, uy = _nibbles32(builder, builder.gep(blk, [c64(4)])), y
+                m_w = builder.insert_element(m_w, _f16_at(builder, blk, c64(2)), ir.Constant(i32, k))
+            dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ux, uy])
+            lanes.append(_x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)]))
+        h0 = hadd(hadd(lanes[0], lanes[1]), hadd(lanes[2], lanes[3]))  # rows 0..3, low and high halves
+        h1 = hadd(hadd(lanes[4], lanes[5]), hadd(lanes[6], lanes[7]))
+        lo = builder.shuffle_vector(h0, h1, ir.Constant(_I32x8, [0, 1, 2, 3, 8, 9, 10, 11]))
+        hi = builder.shuffle_vector(h0, h1, ir.Constant(_I32x8, [4, 5, 6, 7, 12, 13, 14, 15]))
+        isum = builder.add(lo, hi)  # lane k: row k's block sum
+        new = builder.call(fma8, [builder.sitofp(isum, _F32x8), builder.fmul(d_w, _splat(builder, dx, _F32x8)), acc])
+        if kind == "q4_1":
+            sx = builder.load(builder.gep(sb, [i]), align=4)
+            new = builder.call(fma8, [m_w, _splat(builder, sx, _F32x8), new])
+        acc.add_incoming(new, body)
+        i.add_incoming(builder.add(i, c64(1)), body)
+        builder.branch(loop)
+        builder.position_at_end(done)
+        outs = [builder.extract_element(acc, ir.Constant(i32, k)) for k in range(AMX_ROWS)]
+        return _pack(context, builder, signature, outs)
+
+    return codegen
+
+
+AMX_ROWS = 8  # rows a call of rows8_*_amx
+
+
+def _amx_rows(kind):
+    @intrinsic
+    def rows8(typingctx, W, r0, q, d, s, nb, bs):
+        sig = types.UniTuple(types.float32, AMX_ROWS)(W, types.int64, q, d, s, types.int64, types.int64)
+        return sig, _amx_rows_codegen(kind)
+
+    rows8.__doc__ = f"Rows r0..r0+{AMX_ROWS - 1} of a {kind.upper()} matrix in the AMX order, one activation row."
+    return rows8
+
+
+rows8_q4_0_amx, rows8_q4_1_amx, rows8_q8_0_amx = (_amx_rows(k) for k in ("q4_0", "q4_1", "q8_0"))
+
+
 row_dot_q5_0, row_dot2_q5_0, row_dot4_q5_0 = _row_dot_family(
     lambda n: _row_intrinsic("q5_0", n), "ggml_vec_dot_q5_0_q8_0 (AVX2) over one row")
 row_dot_q5_1, row_dot2_q5_1, row_dot4_q5_1 = _row_dot_family(
     lambda n: _row_intrinsic("q5_1", n), "ggml_vec_dot_q5_1_q8_1 (AVX2) over one row")
 
 
-def _q6k_codegen(ntok):
+def _q6k_codegen(ntok, amx=False):
     """ggml_vec_dot_q6_K_q8_K (AVX2) over one row against ntok q8_K rows; arguments
     (w, q_0.., d_0.., bsums_0.., nb, bs). Per super-block, eight int32 lanes
     sumi = sum over 32-value chunks of madd(scales, maddubs(q6, q8)) minus
     32 * madd(bsums, scales), then acc = fma(d_x * d_w, float(sumi), acc); hsum_float_8.
-    The 6-bit weights are unpacked once for all ntok rows."""
+    The 6-bit weights are unpacked once for all ntok rows.
+
+    amx: the AMX buffer's tinygemm_kernel_vnni order: the lanes summed as integers (exact), one
+    float accumulator, acc = fma(float(isum), d_w * d_x, acc)."""
+    acc_ty = _F32 if amx else _F32x8
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -478,8 +577,8 @@ def _q6k_codegen(ntok):
         i.add_incoming(c64(0), entry)
         accs = []
         for _ in range(ntok):
-            acc = builder.phi(_F32x8)
-            acc.add_incoming(ir.Constant(_F32x8, [0.0] * 8), entry)
+            acc = builder.phi(acc_ty)
+            acc.add_incoming(ir.Constant(_F32, 0.0) if amx else ir.Constant(_F32x8, [0.0] * 8), entry)
             accs.append(acc)
         builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
 
@@ -518,17 +617,27 @@ def _q6k_codegen(ntok):
                 sumi = builder.add(sumi, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [sc, p16]))
             sumi = builder.sub(sumi, sub)
             d = builder.fmul(builder.load(builder.gep(dbase[t], [i]), align=4), d_w)
-            accs[t].add_incoming(builder.call(fma8, [_splat(builder, d, _F32x8), builder.sitofp(sumi, _F32x8), accs[t]]), body)
+            if amx:
+                e = [builder.extract_element(sumi, ir.Constant(ir.IntType(32), k)) for k in range(8)]
+                isum = builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
+                                   builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
+                fma1 = builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(_F32, [_F32] * 3))
+                accs[t].add_incoming(builder.call(fma1, [builder.sitofp(isum, _F32), d, accs[t]]), body)
+            else:
+                accs[t].add_incoming(builder.call(fma8, [_splat(builder, d, _F32x8), builder.sitofp(sumi, _F32x8),
+                                                         accs[t]]), body)
         i.add_incoming(builder.add(i, c64(1)), body)
         builder.branch(loop)
         builder.position_at_end(done)
-        outs = [_hsum8_ir(builder, accs[t]) for t in range(ntok)]
+        outs = [accs[t] if amx else _hsum8_ir(builder, accs[t]) for t in range(ntok)]
         return _pack(context, builder, signature, outs)
 
     return codegen
 
 
 row_dot_q6_K, _, row_dot4_q6_K = _row_dot_family(_q6k_codegen, "ggml_vec_dot_q6_K_q8_K (AVX2) over one row")
+row_dot_q6_K_amx, _, row_dot4_q6_K_amx = _row_dot_family(
+    lambda n: _q6k_codegen(n, amx=True), "A Q6_K row in the AMX buffer's tinygemm_kernel_vnni order")
 
 
 # -- attention ---------------------------------------------------------------------------------
@@ -670,12 +779,15 @@ def silu_mul8(typingctx, g, go, u, uo, out, oo):
     return sig, codegen
 
 
-def _q4k_codegen(ntok):
+def _q4k_codegen(ntok, amx=False):
     """ggml_gemv_q4_K_8x8_q8_K's arithmetic for one row (the order ggml uses for Q4_K weights it
     repacked at load time) against ntok q8_K rows. Arguments (w, q_0.., d_0.., bsums_0.., nb, bs).
     Per super-block the integer sums are exact (maddubs on the nibbles, madd with the 6-bit
     scales; the mins against the pairs of bsums), then acc = fma(isum, d_w * d_x, acc) and
-    acc_min = fma(summ, dmin_w * d_x, acc_min); the result is acc - acc_min."""
+    acc_min = fma(summ, dmin_w * d_x, acc_min); the result is acc - acc_min.
+
+    amx: the AMX buffer's tinygemm_kernel_vnni order, one accumulator for both:
+    acc = fnmadd(summ, dmin_w * d_x, fma(isum, d_w * d_x, acc))."""
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -755,13 +867,19 @@ def _q4k_codegen(ntok):
                                 builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(1, 16, 2)))))
             summ = hadd_i32x8(builder.mul(pairs, mins8))
             dy = builder.load(builder.gep(db[t], [i]), align=4)
-            accs[t].add_incoming(builder.call(fma1, [builder.sitofp(isum, _F32), builder.fmul(d_w, dy), accs[t]]), body)
-            mins[t].add_incoming(builder.call(fma1, [builder.sitofp(summ, _F32), builder.fmul(dmin_w, dy), mins[t]]), body)
+            acc = builder.call(fma1, [builder.sitofp(isum, _F32), builder.fmul(d_w, dy), accs[t]])
+            if amx:
+                acc = builder.call(fma1, [builder.fneg(builder.sitofp(summ, _F32)), builder.fmul(dmin_w, dy), acc])
+                mins[t].add_incoming(mins[t], body)
+            else:
+                mins[t].add_incoming(builder.call(fma1, [builder.sitofp(summ, _F32), builder.fmul(dmin_w, dy), mins[t]]),
+                                     body)
+            accs[t].add_incoming(acc, body)
         i.add_incoming(builder.add(i, c64(1)), body)
         builder.branch(loop)
 
         builder.position_at_end(done)
-        outs = [builder.fsub(accs[t], mins[t]) for t in range(ntok)]
+        outs = [accs[t] if amx else builder.fsub(accs[t], mins[t]) for t in range(ntok)]
         return _pack(context, builder, signature, outs)
 
     return codegen
@@ -769,3 +887,5 @@ def _q4k_codegen(ntok):
 
 row_dot_q4_K, row_dot2_q4_K, row_dot4_q4_K = _row_dot_family(
     _q4k_codegen, "A Q4_K row in ggml_gemv_q4_K_8x8_q8_K's order (weights ggml repacks at load time)")
+row_dot_q4_K_amx, row_dot2_q4_K_amx, row_dot4_q4_K_amx = _row_dot_family(
+    lambda n: _q4k_codegen(n, amx=True), "A Q4_K row in the AMX buffer's tinygemm_kernel_vnni order")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .errors import LlamacliError
+from .kernels import cpu
 from .grammar.matcher import GrammarError
 from .model.transformer import Model, kv_cache_bytes, load_model
 from .model.config import config_from_gguf
@@ -49,6 +50,14 @@ class Perf:
             f"{f}:        eval time = {self.t_eval_ms:10.2f} ms / {self.n_eval:5d} runs   ({em:8.2f} ms per token, {es:8.2f} tokens per second)",
             f"{f}:       total time = {total:10.2f} ms / {self.n_prompt + self.n_eval:5d} tokens",
         ]
+
+
+def system_info(model: Model) -> str:
+    """llama.cpp's system_info line: the threads and the CPU features whose arithmetic the
+    kernels follow (the level: kernels.cpu)."""
+    level = model.be.level
+    return (f"system_info: n_threads = {model.n_threads} | CPU level = {level} : {cpu.FEATURES[level]} | "
+            f"(${cpu.ENV} overrides)")
 
 
 def available_memory() -> int:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The golden data of most tests come from an AVX2 build of llama.cpp: pin the arithmetic to that
+# path whatever this machine is (tests/test_cpu_levels.py checks every level against its own build).
+os.environ["LLAMACLI_CPU"] = "avx2"
 
 from llamacli import fetch
 

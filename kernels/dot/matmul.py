@@ -19,7 +19,8 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from llvmlite import binding as _llvm
 
 from . import activations as A
-from . import floats, kquants, legacy, mxfp4
+from . import amx, floats, kquants, legacy, mxfp4
+from .. import cpu
 from .fp16 import round_to_f16
 
 # ggml's AVX2 instruction sequence where the CPU has it; the portable kernels (same bits) elsewhere
@@ -118,3 +119,31 @@ class Activation:
             dot.matmul(rows, q, d, aux, out, self.scratch)
         else:
             dot.matmul(rows, self._rows(t)[0], out, self.scratch)
+
+
+# the AMX buffer's kernels (dot/amx), for the weights llama.cpp places there at the amx level
+# (their AVX2 instruction sequences where the CPU has AVX2, the portable twins elsewhere)
+if HAS_AVX2:
+    from . import amx_avx2 as fast_amx
+else:
+    fast_amx = amx
+AMX_DOTS: dict[T, DotKernel] = {
+    T.Q4_0: DotKernel("q8_0", fast_amx.matmul_q4_0),
+    T.Q4_1: DotKernel("q8_1", fast_amx.matmul_q4_1),
+    T.Q8_0: DotKernel("q8_0", fast_amx.matmul_q8_0),
+    T.Q4_K: DotKernel("q8_K", fast_amx.matmul_q4_K),
+    T.Q6_K: DotKernel("q8_K", fast_amx.matmul_q6_K),
+}
+
+
+def placed(qtype: T, n_in: int, n_out: int, level: str, op: str = "mul_mat") -> DotKernel:
+    """The kernel a weight of this type and shape runs at a CPU level (kernels.cpu), as
+    llama.cpp's buffer-type choice places it: the AMX buffer for a plain matmul of an AMX type
+    and shape, the CPU backend's kernels otherwise. op is "mul_mat" or "mul_mat_id" (experts:
+    never AMX). A tied head is a mul_mat: llama.cpp loads token_embd a second time for it
+    (TENSOR_DUPLICATED), and that copy goes to the AMX buffer."""
+    if level == "amx" and op == "mul_mat" and amx.eligible(qtype, n_in, n_out):
+        k = AMX_DOTS.get(qtype)
+        if k is not None:
+            return k
+    return DOTS[qtype]

@@ -189,8 +189,11 @@ def _read_text(path: Path, what: str) -> str:
 
 
 def _perf_summary(gen, seed: int) -> None:
+    from ..generate import system_info
+
     print("", file=sys.stderr)
     print(f"llamacli: seed = {seed}", file=sys.stderr)
+    print(system_info(gen.model), file=sys.stderr)
     for line in gen.perf.lines():
         print(line, file=sys.stderr)
 

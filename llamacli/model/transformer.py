@@ -24,11 +24,11 @@ from gguf.quants import dequantize
 
 from ..errors import LlamacliError
 from ..gguf_io import GGUFFile
-from ..kernels import moe, ops
+from ..kernels import cpu, moe, ops
 from ..kernels.dot import Activation
 from ..kernels.dot.fp16 import round_to_f16
 from .config import Config, config_from_gguf
-from .weights import Linear, Weights, load_weights
+from .weights import Linear, Weights, load_weights, place_weights
 
 # bytes of one KV cache entry (fp16)
 KV_BYTES = 2
@@ -42,10 +42,13 @@ class Backend:
     """The operations the graph runs, as attributes of one object (instance attributes, so that
     a profiler or another device can replace any of them for one model)."""
 
-    def __init__(self):
+    def __init__(self, level: str = "avx2"):
+        self.level = level  # kernels.cpu: which of ggml's x86 paths the arithmetic follows
         for name in ("rms_norm", "rms_norm_heads", "rope_cache", "rope", "store_kv", "attention", "swiglu",
                      "geglu", "add_inplace", "softcap_inplace"):
             setattr(self, name, getattr(ops, name))
+        if cpu.wide(level):
+            self.attention, self.swiglu = ops.attention_512, ops.swiglu_512
         self.round_to_f16 = round_to_f16
         for name in ("route", "group_by_expert", "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots",
                      "swiglu_oai"):
@@ -497,13 +500,19 @@ class Model:
         return out if out is not None else lg
 
 
-def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, backend: Backend | None = None) -> Model:
-    """Open a GGUF, read its config and weights (views), allocate the state."""
+def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, backend: Backend | None = None,
+               cpu_level: str | None = None) -> Model:
+    """Open a GGUF, read its config and weights (views), allocate the state. cpu_level (else
+    $LLAMACLI_CPU, else this machine's) picks which of ggml's x86 paths the arithmetic follows."""
     from ..gguf_io import open_gguf
 
+    try:
+        level = backend.level if backend is not None else cpu.resolve(cpu_level)
+    except cpu.CpuLevelError as e:
+        raise LlamacliError(str(e)) from None
     gf = open_gguf(path)
     cfg = config_from_gguf(gf)
-    weights = load_weights(gf, cfg)
+    weights = place_weights(load_weights(gf, cfg), level)
     if n_ctx <= 0:
         n_ctx = cfg.n_ctx_train
     n_batch = max(1, min(n_batch, n_ctx))
@@ -512,4 +521,4 @@ def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, 
         raise LlamacliError(f"-t must be at least 1, got {n_threads}")
     # llama.cpp's n_ctx_seq is the context of one sequence: all of it here
     state = State(cfg, weights, n_ctx, n_batch, weights.rope_factors(n_ctx, cfg.n_ctx_orig_yarn))
-    return Model(gf, cfg, weights, state, min(n_threads, max_threads), backend or Backend())
+    return Model(gf, cfg, weights, state, min(n_threads, max_threads), backend or Backend(level))

@@ -9,13 +9,14 @@ naming the ones nobody used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from gguf import GGMLQuantizationType
 
 from ..errors import LlamacliError
 from ..gguf_io import GGUFFile, TensorView
+from ..kernels.dot.matmul import placed
 from ..kernels.registry import UnsupportedType, weight_type
 
 
@@ -202,3 +203,24 @@ def load_weights(gf: GGUFFile, cfg) -> Weights:
     w = spec_for(cfg.arch, gf.path).tensors(t, cfg)
     t.finish()
     return w
+
+
+def place_weights(w: Weights, level: str) -> Weights:
+    """The weights with each Linear's kernel chosen for a CPU level (kernels.cpu), as llama.cpp
+    chooses a buffer type per weight: by its type, its shape and the op that reads it."""
+    if level == "avx2":
+        return w
+
+    def one(lin: Linear | None, op: str = "mul_mat") -> Linear | None:
+        if lin is None:
+            return None
+        dot = placed(lin.qtype, lin.n_in, lin.n_out, level, op)
+        return lin if dot is lin.dot else replace(lin, dot=dot)
+
+    def layer(L: Layer) -> Layer:
+        lin = {f.name: one(getattr(L, f.name)) for f in fields(L) if isinstance(getattr(L, f.name), Linear)}
+        if L.moe is not None:  # the router is a plain matmul; the experts are MUL_MAT_ID
+            lin["moe"] = replace(L.moe, gate_inp=one(L.moe.gate_inp))
+        return replace(L, **lin)
+
+    return replace(w, layers=tuple(layer(L) for L in w.layers), output=one(w.output))
