@@ -12,9 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,71 +19,12 @@ import openai
 import pytest
 
 from llamacli.cli import main
+from serve_process import Served
 
 pytestmark = pytest.mark.real
 
 KEY = "test-key-123"
 QUESTION = "What is the capital of France?"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """A `llamacli serve` process on a free loopback port."""
-
-    def __init__(self, model: Path, *args):
-        self.port = free_port()
-        self.model = str(model)
-        self.proc = subprocess.Popen([sys.executable, "-m", "llamacli", "serve", "-m", self.model, "--port",
-                                      str(self.port), "-t", "2", *map(str, args)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 180
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited: {self.proc.stderr.read()}")
-            try:
-                if self.request("GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                raise AssertionError("serve did not come up")
-            time.sleep(0.3)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, key: str = "none") -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=key, max_retries=0, timeout=120)
-
-    def request(self, method: str, path: str, body=None, headers=None) -> tuple[int, bytes]:
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-            c.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
-            r = c.getresponse()
-            return r.status, r.read()
-        finally:
-            c.close()
-
-    def json(self, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
-        status, raw = self.request(method, path, body, headers)
-        return status, json.loads(raw)
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        return code, self.proc.stderr.read()
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +163,8 @@ def test_completions_endpoints(srv):
 
 # -- the small endpoints --------------------------------------------------------------------
 
-def metrics(srv) -> dict[str, float]:
-    status, raw = srv.request("GET", "/metrics")
+def metrics(srv, headers=None) -> dict[str, float]:
+    status, raw = srv.request("GET", "/metrics", headers=headers)
     assert status == 200
     out = {}
     for line in raw.decode().splitlines():
@@ -364,12 +302,7 @@ def test_full_queue_is_503_and_a_disconnect_frees_the_slot(small):
     pool = cf.ThreadPoolExecutor(1)
     waiting = pool.submit(small.json, "POST", CHAT, {"messages": MSG, "max_tokens": 3, "temperature": 0}, auth)
 
-    def deferred() -> float:
-        status, raw = small.request("GET", "/metrics", headers=auth)
-        return dict(line.split() for line in raw.decode().splitlines() if not line.startswith("#"))[
-            "llamacpp:requests_deferred"]
-
-    wait_for(lambda: float(deferred()) == 1, "the second request waits")
+    wait_for(lambda: metrics(small, auth)["llamacpp:requests_deferred"] == 1, "the second request waits")
     status, j = small.json("POST", CHAT, {"messages": MSG, "max_tokens": 3}, auth)
     assert_error(status, j, 503, "unavailable_error")
     conn.close()  # the client goes away: its slot is free at once and the waiting request runs
@@ -380,6 +313,20 @@ def test_full_queue_is_503_and_a_disconnect_frees_the_slot(small):
     assert p["default_generation_settings"]["is_processing"] is False
 
 
+def test_a_client_that_leaves_a_plain_request_frees_its_slot(small):
+    """No stream: the server notices the closed connection while it generates, and stops."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    predicted = lambda: metrics(small, auth)["llamacpp:tokens_predicted_total"]  # noqa: E731
+    before = predicted()
+    conn = http.client.HTTPConnection("127.0.0.1", small.port, timeout=120)
+    conn.request("POST", CHAT, body=json.dumps({"messages": MSG, "max_tokens": 900, "ignore_eos": True}),
+                 headers={"Content-Type": "application/json", **auth})
+    wait_for(lambda: predicted() > before + 2, "generation starts")
+    conn.close()
+    wait_for(lambda: metrics(small, auth)["llamacpp:requests_processing"] == 0, "the slot is freed")
+    assert predicted() - before < 800  # cut short, not the 900 tokens asked for
+
+
 def test_sigterm_ends_the_stream_cleanly_and_exits(small):
     conn, r = open_stream(small, 1000)
     small.proc.send_signal(signal.SIGTERM)
@@ -388,7 +335,7 @@ def test_sigterm_ends_the_stream_cleanly_and_exits(small):
     assert rest.rstrip().endswith("data: [DONE]")
     assert '"finish_reason": "length"' in rest
     assert small.proc.wait(timeout=60) == 0
-    assert "Traceback" not in small.proc.stderr.read()
+    assert "Traceback" not in small.stderr()
 
 
 # -- the chat page in a real browser --------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import LlamacliError
 from ..sampling import DEFAULT_SEED, SamplerParams
@@ -69,7 +69,7 @@ def field(body: dict, name: str, kind: str, default=None):
     return v
 
 
-def _in_range(name: str, v, lo, hi):
+def in_range(name: str, v, lo, hi):
     if not lo <= v <= hi:
         raise ApiError(400, f"'{name}' must be between {lo} and {hi}, got {v}")
     return v
@@ -104,18 +104,18 @@ def sampling_params(body: dict) -> SamplerParams:
     d = SamplerParams()
     seed = field(body, "seed", "int", -1)
     if seed != -1:
-        _in_range("seed", seed, 0, 0xFFFFFFFF)
+        in_range("seed", seed, 0, 0xFFFFFFFF)
     return SamplerParams(
         temp=float(field(body, "temperature", "number", d.temp)),
         top_k=field(body, "top_k", "int", d.top_k),
         top_p=float(field(body, "top_p", "number", d.top_p)),
         min_p=float(field(body, "min_p", "number", d.min_p)),
         typical_p=float(field(body, "typical_p", "number", d.typical_p)),
-        repeat_last_n=_in_range("repeat_last_n", field(body, "repeat_last_n", "int", d.repeat_last_n), -1, 1 << 20),
+        repeat_last_n=in_range("repeat_last_n", field(body, "repeat_last_n", "int", d.repeat_last_n), -1, 1 << 20),
         repeat_penalty=float(field(body, "repeat_penalty", "number", d.repeat_penalty)),
-        presence_penalty=float(_in_range("presence_penalty", field(body, "presence_penalty", "number", 0.0), -2.0, 2.0)),
-        frequency_penalty=float(_in_range("frequency_penalty", field(body, "frequency_penalty", "number", 0.0), -2.0, 2.0)),
-        min_keep=_in_range("min_keep", field(body, "min_keep", "int", 0), 0, 1 << 20),
+        presence_penalty=float(in_range("presence_penalty", field(body, "presence_penalty", "number", 0.0), -2.0, 2.0)),
+        frequency_penalty=float(in_range("frequency_penalty", field(body, "frequency_penalty", "number", 0.0), -2.0, 2.0)),
+        min_keep=in_range("min_keep", field(body, "min_keep", "int", 0), 0, 1 << 20),
         seed=DEFAULT_SEED if seed == -1 else seed,
     )
 
@@ -129,7 +129,7 @@ def n_predict(body: dict, n_ctx: int) -> int:
         if v is None:
             continue
         lo = -1 if name == "n_predict" else 0
-        n = _in_range(name, v, lo, n_ctx)
+        n = in_range(name, v, lo, n_ctx)
     return n
 
 
@@ -243,7 +243,10 @@ def check_context(ids: list[int], n_ctx: int) -> None:
 
 
 def task_params(body: dict, tokenizer, n_ctx: int, n_probs: int) -> TaskParams:
-    return TaskParams(sampling=sampling_params(body), n_predict=n_predict(body, n_ctx), stop=stop_words(body),
+    sampling = sampling_params(body)
+    if sampling.repeat_last_n == -1:  # -1: the whole context, as llama.cpp reads it
+        sampling = replace(sampling, repeat_last_n=n_ctx)
+    return TaskParams(sampling=sampling, n_predict=n_predict(body, n_ctx), stop=stop_words(body),
                       n_probs=n_probs, ignore_eos=field(body, "ignore_eos", "bool", False),
                       grammar=grammar_of(body, tokenizer))
 
@@ -251,7 +254,7 @@ def task_params(body: dict, tokenizer, n_ctx: int, n_probs: int) -> TaskParams:
 def chat_logprobs(body: dict) -> int:
     """logprobs (a boolean) and top_logprobs, as the chat endpoint takes them."""
     if field(body, "logprobs", "bool", False):
-        return max(1, _in_range("top_logprobs", field(body, "top_logprobs", "int", MAX_TOP_LOGPROBS), 0,
+        return max(1, in_range("top_logprobs", field(body, "top_logprobs", "int", MAX_TOP_LOGPROBS), 0,
                                 MAX_TOP_LOGPROBS))
     if body.get("top_logprobs") is not None:
         raise ApiError(400, "top_logprobs requires logprobs to be set to true")

@@ -15,10 +15,12 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -243,9 +245,9 @@ class Server:
         ids = api.prompt_tokens(prompt, self.tok, self.tok.n_vocab)
         stream = api.field(body, "stream", "bool", False)
         if oai:  # OpenAI's completions take logprobs as the count of top tokens
-            n_probs = api._in_range("logprobs", api.field(body, "logprobs", "int", 0), 0, api.MAX_TOP_LOGPROBS)
+            n_probs = api.in_range("logprobs", api.field(body, "logprobs", "int", 0), 0, api.MAX_TOP_LOGPROBS)
         else:
-            n_probs = api._in_range("n_probs", api.field(body, "n_probs", "int", 0), 0, api.MAX_TOP_LOGPROBS)
+            n_probs = api.in_range("n_probs", api.field(body, "n_probs", "int", 0), 0, api.MAX_TOP_LOGPROBS)
         return api.Request(ids, api.task_params(body, self.tok, self.engine.n_ctx, n_probs), stream,
                            include_usage=api.stream_options(body, stream) if oai else False,
                            return_tokens=api.field(body, "return_tokens", "bool", False),
@@ -253,29 +255,31 @@ class Server:
 
     @endpoint
     async def chat(self, request):
-        body = await self._body(request)
-        self._check_model(body)
-        return await self._generate(request, self._chat_request(body), "chat")
+        return await self._generate(request, self._chat_request, "chat")
 
     @endpoint
     async def oai_completion(self, request):
-        body = await self._body(request)
-        self._check_model(body)
-        return await self._generate(request, self._completion_request(body, oai=True), "oai")
+        return await self._generate(request, partial(self._completion_request, oai=True), "oai")
 
     @endpoint
     async def completion(self, request):
+        return await self._generate(request, partial(self._completion_request, oai=False), "native")
+
+    async def _generate(self, request: HttpRequest, build, dialect: str) -> Response:
+        """Read the body, build the request (tokenizing and compiling a grammar take a while:
+        off the event loop, which keeps streaming meanwhile), queue it, answer."""
         body = await self._body(request)
         self._check_model(body)
-        return await self._generate(request, self._completion_request(body, oai=False), "native")
-
-    async def _generate(self, request: HttpRequest, req: api.Request, dialect: str) -> Response:
+        req = await run_in_threadpool(build, body)
         api.check_context(req.prompt, self.engine.n_ctx)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
         def emit(kind: str, payload) -> None:  # on the engine thread
-            loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            except RuntimeError:  # the loop has closed at shutdown: nobody is listening
+                pass
 
         task = Task(req.prompt, req.params, emit)
         try:
@@ -317,11 +321,15 @@ class Server:
             yield b"data: [DONE]\n\n"
 
 
+# an engine error's kind -> (HTTP status, llama-server's error type); "cancelled" reaches no one
+ENGINE_ERRORS = {"invalid_request": (400, "invalid_request_error"), "unavailable": (503, "unavailable_error"),
+                 "cancelled": (499, "invalid_request_error")}
+
+
 def _engine_error(payload) -> ApiError:
     kind, message = payload
-    status = {"invalid_request": 400, "unavailable": 503}.get(kind, 500)
-    return ApiError(status, message, {"invalid_request": "invalid_request_error", "unavailable": "unavailable_error"}
-                    .get(kind, "server_error"))
+    status, kind = ENGINE_ERRORS.get(kind, (500, "server_error"))
+    return ApiError(status, message, kind)
 
 
 async def _watch_disconnect(receive, task: Task, engine: Engine) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,6 +27,9 @@ from ..generate import Generator
 from ..grammar.matcher import GrammarError
 from ..model.transformer import KVCache
 from ..sampling import Sampler, SamplerParams
+
+
+CANCELLED = ("cancelled", "the client went away")
 
 
 class Busy(Exception):
@@ -224,25 +227,26 @@ class Engine:
 
     def _run(self) -> None:
         while True:
-            with self._cv:
-                while not self._stopping and not self.waiting and not any(s.task for s in self.slots):
-                    self._cv.wait()
-                if self._stopping and not any(s.task for s in self.slots):
-                    break
-                if self._draining:
-                    while self.waiting:
-                        self.waiting.popleft().emit("error", ("unavailable", "the server is shutting down"))
-                else:
-                    self._admit()
             try:
+                with self._cv:
+                    while not self._stopping and not self.waiting and not any(s.task for s in self.slots):
+                        self._cv.wait()
+                    if self._stopping and not any(s.task for s in self.slots):
+                        break
+                    if self._draining:
+                        while self.waiting:
+                            self.waiting.popleft().emit("error", ("unavailable", "the server is shutting down"))
+                    else:
+                        self._admit()
                 self._step()
             except Exception as e:  # a bug: fail the tasks in flight, keep serving
                 for s in self.slots:
                     if s.task is not None:
-                        s.task.emit("error", ("server", f"{type(e).__name__}: {e}"))
+                        task = s.task
                         s.release()
                         s.cache.reset()
                         s.cached = []
+                        task.emit("error", ("server", f"{type(e).__name__}: {e}"))
 
     def _admit(self) -> None:
         """Give each waiting task an idle slot: the one whose cache shares the longest prefix
@@ -250,7 +254,7 @@ class Engine:
         while self.waiting:
             task = self.waiting[0]
             if task.cancelled:
-                self.waiting.popleft()
+                self.waiting.popleft().emit("error", CANCELLED)
                 continue
             idle = [s for s in self.slots if s.task is None]
             if not idle:
@@ -264,7 +268,11 @@ class Engine:
         m = self.metrics
         for s in self.slots:
             if s.task is not None and s.task.cancelled:
+                task = s.task
+                if s.t_first is not None:
+                    m.t_predict_s += time.perf_counter() - s.t_first
                 s.release()
+                task.emit("error", CANCELLED)  # the handler waiting on it (if any) ends too
         active = [s for s in self.slots if s.task is not None]
         if not active:
             return
