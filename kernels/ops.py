@@ -16,7 +16,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .dot.fp16 import F16_TO_F32, dot_f16_fast, f32_to_f16_bits  # noqa: F401  (dot_f16_fast: the attention's dot)
+from .dot.fp16 import F16_TO_F32, dot_f16_512, dot_f16_fast, f32_to_f16_bits  # noqa: F401  (the attention's dots)
 from .simd import exp8_shifted, fma32, libm_expf, libm_tanhf, reduce8_hadd, row_dot_f16, scale8_to_f16, silu_mul8
 from .simd512 import exp16_shifted, row_dot_f16_512, silu_mul16
 
@@ -151,21 +151,6 @@ def attention(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, sc
 def attention_512(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out):
     """_attend as an AVX-512 build of ggml computes it."""
     _attend(q, cache_k, cache_vt, pos, n_kv, scale, window, softcap, sinks, scratch, out, True)
-
-
-@njit(inline="always", cache=True)
-def dot_f16_512(x, xo, y, yo, n):
-    """ggml_vec_dot_f16 on an AVX-512 build: the first n & ~63 elements in four accumulators of
-    sixteen lanes (simd512.row_dot_f16_512), the leftovers added in double. Twin: dot_f16_ref."""
-    n64 = n & ~63
-    v = row_dot_f16_512(x, xo, y, yo, n64)
-    if n64 == n:
-        return v
-    xf, yf = x.reshape(-1), y.reshape(-1)
-    s = np.float64(v)
-    for i in range(n64, n):
-        s += np.float64(np.float32(xf[xo + i] * F16_TO_F32[yf[yo + i]]))
-    return np.float32(s)
 
 
 @njit(parallel=True, cache=True)

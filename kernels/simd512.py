@@ -20,7 +20,6 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .dot.fp16 import F16_TO_F32
 from .simd import (EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_R, _f32_ptr, _ptr,
                    _splat, fma32, libm_expf)
 
@@ -69,17 +68,17 @@ def v_expf512_ref(x):
 
 @njit(cache=True)
 def dot_f16_ref(x, y, n):
-    """ggml_vec_dot_f16 on an AVX-512 build: x float32 (fp16-exact), y fp16 bits, 1-D."""
+    """ggml_vec_dot_f16 on an AVX-512 build: x and y float32 holding fp16 values, 1-D."""
     acc = np.zeros(STEP, np.float32)
     n64 = n & ~(STEP - 1)
     for i in range(0, n64, STEP):
         for j in range(STEP):
-            acc[j] = fma32(x[i + j], F16_TO_F32[y[i + j]], acc[j])
+            acc[j] = fma32(x[i + j], y[i + j], acc[j])
     for ln in range(LANES):  # sum[0] += sum[2]; sum[1] += sum[3]; sum[0] += sum[1]
         acc[ln] = (acc[ln] + acc[32 + ln]) + (acc[16 + ln] + acc[48 + ln])
     s = np.float64(reduce16_ref(acc, 0))
     for i in range(n64, n):
-        s += np.float64(np.float32(x[i] * F16_TO_F32[y[i]]))
+        s += np.float64(np.float32(x[i] * y[i]))
     return np.float32(s)
 
 

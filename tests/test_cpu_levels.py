@@ -28,13 +28,22 @@ def levels_golden(golden):
     return json.loads((golden / "cpu_levels.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def smollm2_f16_path(smollm2_path, tmp_path_factory):
+    """SmolLM2 requantized to F16 (our quantize, byte-identical to llama-quantize's)."""
+    from llamacli.quantize import make_f16
+    return make_f16(smollm2_path, tmp_path_factory.mktemp("f16") / "smollm2-f16.gguf")
+
+
 @pytest.mark.parametrize("level", cpu.LEVELS)
-@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
+@pytest.mark.parametrize("model", ["smollm2", "gemma3", "smollm2_f16"])
 def test_decode_logits_match_that_levels_build(model, level, levels_golden, golden, request):
+    """The decode path (one token per step, no flash attention) of each level against the build
+    that takes it; the F16 copy exercises the float dots (and, at amx, the AMX buffer's F16)."""
     path = request.getfixturevalue(f"{model}_path")
-    ref = levels_golden["models"][model]
-    n = levels_golden["tokens"]
-    tokens = np.load(golden / model / "logits.npz")["tokens"][:n]
+    ref = levels_golden["models"][model]["rows"]
+    n = levels_golden["models"][model]["tokens"]
+    tokens = np.load(golden / model.split("_")[0] / "logits.npz")["tokens"][:n]
     m = load_model(path, n_ctx=512, n_batch=512, n_threads=2, cpu_level=level)
     assert m.be.level == level
     ours = row_hashes(np.stack([m.eval([int(t)])[0].copy() for t in tokens]))
@@ -120,7 +129,7 @@ def test_f16_dot_512_matches_twin():
     for n in (64, 256, 100, 7):
         x = rng.standard_normal(n).astype(np.float16).astype(np.float32)
         y = rng.standard_normal(n).astype(np.float16).view(np.uint16)
-        assert ops.dot_f16_512(x, 0, y, 0, n) == simd512.dot_f16_ref(x, y, n), n
+        assert ops.dot_f16_512(x, 0, y, 0, n) == simd512.dot_f16_ref(x, y.view(np.float16).astype(np.float32), n), n
 
 
 @njit(cache=True)

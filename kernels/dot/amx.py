@@ -18,11 +18,13 @@ the one-token order, which those tiles share for the legacy types (see ``AMX_BAT
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba import njit, prange
 
 from ..simd import fma32
+from ..simd512 import reduce16_ref
 from .fp16 import F16_TO_F32
 from .kquants import BS_Q4_K, BS_Q6_K, QK_K, _q4k_sums, scale_min_k4
 
@@ -31,7 +33,7 @@ BS_Q4_1 = GGML_QUANT_SIZES[T.Q4_1][1]
 BS_Q8_0 = GGML_QUANT_SIZES[T.Q8_0][1]
 
 # qtype_has_amx_kernels (amx/common.h) and the row-length alignment supports_op asks of each
-AMX_TYPES = {T.Q4_0: 32, T.Q4_1: 32, T.Q8_0: 32, T.Q4_K: 256, T.Q5_K: 256, T.Q6_K: 256, T.IQ4_XS: 256}
+AMX_TYPES = {T.Q4_0: 32, T.Q4_1: 32, T.Q8_0: 32, T.Q4_K: 256, T.Q5_K: 256, T.Q6_K: 256, T.IQ4_XS: 256, T.F16: 16}
 TILE_ROWS = 32  # op->ne[0] % (TILE_N * 2)
 
 
@@ -269,3 +271,22 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
                 dw = F16_TO_F32[np.int64(w[o + 208]) | (np.int64(w[o + 209]) << 8)]
                 acc = fma32(np.float32(_q6k_sums(w, o, qt, b * QK_K)), np.float32(dw * dt[b]), acc)
             out[t, r] = acc
+
+
+@njit(parallel=True, cache=True)
+def matmul_f16(W, x, out, scratch):
+    """F16 weights in the AMX buffer: tinygemm_kernel_avx<float, ggml_fp16_t>, whose activations
+    stay float32 (no fp16 rounding, unlike vec_dot_f16): one accumulator of sixteen lanes over
+    the row in steps of sixteen, then _mm512_reduce_add_ps. W uint16[R, n] fp16 bits."""
+    R, n = W.shape
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        w = W[r]
+        for t in range(x.shape[0]):
+            xt = x[t]
+            for l in range(16):
+                acc[l] = 0.0
+            for k in range(0, n, 16):
+                for l in range(16):
+                    acc[l] = fma32(xt[k + l], F16_TO_F32[w[k + l]], acc[l])
+            out[t, r] = reduce16_ref(acc, 0)

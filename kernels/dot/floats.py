@@ -16,7 +16,8 @@ from numba import njit, prange
 import numba
 
 from ..simd import fma32, reduce8_hadd
-from .fp16 import dot_f16_fast
+from ..simd512 import reduce16_ref
+from .fp16 import dot_f16_512, dot_f16_fast
 from .legacy import FASTMATH
 
 BF16_TO_F32 = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32)
@@ -52,6 +53,44 @@ def matmul_f32(W, x, out, scratch):
         acc = scratch[numba.get_thread_id()]
         for t in range(x.shape[0]):
             out[t, r] = dot_f32(W[r], x[t], n, acc)
+
+
+@njit(inline="always", cache=True)
+def dot_f32_512(w, x, n, acc):
+    """ggml_vec_dot_f32 on an AVX-512 build: four accumulators of sixteen lanes (acc, 64 floats
+    of scratch) over the first n & ~63 elements, GGML_F32x16_REDUCE ((0 + 2), (1 + 3), their
+    sum, then _mm512_reduce_add_ps), the leftovers fused into the float result."""
+    np_ = n & ~63
+    for i in range(64):
+        acc[i] = 0.0
+    for i in range(0, np_, 64):
+        for j in range(64):
+            acc[j] = fma32(w[i + j], x[i + j], acc[j])
+    for l in range(16):
+        acc[l] = (acc[l] + acc[32 + l]) + (acc[16 + l] + acc[48 + l])
+    s = reduce16_ref(acc, 0)
+    for i in range(np_, n):
+        s = fma32(w[i], x[i], s)
+    return s
+
+
+@njit(parallel=True, cache=True)
+def matmul_f32_512(W, x, out, scratch):
+    """F32 weights, ggml_vec_dot_f32 of an AVX-512 build per output (dot_f32_512)."""
+    R, n = W.shape
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(x.shape[0]):
+            out[t, r] = dot_f32_512(W[r], x[t], n, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_f16_512(W, x, out, scratch):
+    """F16 weights, ggml_vec_dot_f16 of an AVX-512 build per output (dot_f16_512)."""
+    R, n = W.shape
+    for r in prange(R):
+        for t in range(x.shape[0]):
+            out[t, r] = dot_f16_512(x, t * n, W, r * n, n)
 
 
 @njit(parallel=True, cache=True)

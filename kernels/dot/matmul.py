@@ -133,6 +133,14 @@ AMX_DOTS: dict[T, DotKernel] = {
     T.Q8_0: DotKernel("q8_0", fast_amx.matmul_q8_0),
     T.Q4_K: DotKernel("q8_K", fast_amx.matmul_q4_K),
     T.Q6_K: DotKernel("q8_K", fast_amx.matmul_q6_K),
+    T.F16: DotKernel("f32", amx.matmul_f16, np.uint16),
+}
+
+
+# the float dots of an AVX-512 build (sixteen lanes), at the avx512 and amx levels
+WIDE_DOTS: dict[T, DotKernel] = {
+    T.F32: DotKernel("f32", floats.matmul_f32_512, np.float32),
+    T.F16: DotKernel("f16", floats.matmul_f16_512, np.uint16),
 }
 
 
@@ -146,4 +154,6 @@ def placed(qtype: T, n_in: int, n_out: int, level: str, op: str = "mul_mat") -> 
         k = AMX_DOTS.get(qtype)
         if k is not None:
             return k
+    if cpu.wide(level) and qtype in WIDE_DOTS:
+        return WIDE_DOTS[qtype]
     return DOTS[qtype]
