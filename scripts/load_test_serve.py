@@ -2,14 +2,16 @@
 """A bounded load test of `llamacli serve` on loopback: 32 requests over 8 keep-alive
 connections (4 each, one after another), against a server with -np 4 and then with -np 1.
 
-Every request is a chat completion of exactly --tokens tokens (ignore_eos, greedy), each with
-its own prompt. The table gives, for each server, the requests answered and failed, the
-completion tokens, the wall time from the first request sent to the last answer, the aggregate
-tokens/s, and the server's resident memory before and after the load; then the ratio of the
-two aggregate rates (the gain of decoding the slots together). Nothing leaves 127.0.0.1, the
+Every request is a chat completion of exactly --tokens tokens (ignore_eos, greedy; 128 by
+default, so that decoding, not the ~30-token prompts, is most of the work), each with its own
+prompt. The table gives, for each server, the requests answered and failed, the completion
+tokens, the wall time from the first request sent to the last answer, the aggregate tokens/s,
+the server's resident memory before and after the load, and the mean number of busy slots per
+model step (llamacpp:n_busy_slots_per_decode from /metrics); then the ratio of the two
+aggregate rates (the gain of decoding the slots together). Nothing leaves 127.0.0.1, the
 request count is fixed, and each request times out.
 
-    scripts/load_test_serve.py [-m model.gguf] [--tokens 32] [--requests 32] [--connections 8]
+    scripts/load_test_serve.py [-m model.gguf] [--tokens 128] [--requests 32] [--connections 8]
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def connection_worker(port: int, ids: list[int], n_tokens: int) -> list[tuple[bo
     out = []
     try:
         for i in ids:
-            body = {"messages": [{"role": "user", "content": f"Request {i}: write a few lines about the number {i}."}],
+            body = {"messages": [{"role": "user", "content": f"Write about the number {i}."}],
                     "max_tokens": n_tokens, "temperature": 0, "ignore_eos": True}
             try:
                 conn.request("POST", "/v1/chat/completions", body=json.dumps(body),
@@ -75,19 +77,22 @@ def load(model: Path, n_parallel: int, n_requests: int, n_conn: int, n_tokens: i
             results = [r for rs in pool.map(lambda ids: connection_worker(srv.port, ids, n_tokens), plan) for r in rs]
         wall = time.perf_counter() - t0
         rss1 = rss_mib(srv.proc.pid)
+        status, raw = srv.request("GET", "/metrics")
+        busy = next(float(line.split()[1]) for line in raw.decode().splitlines()
+                    if line.startswith("llamacpp:n_busy_slots_per_decode "))
     finally:
         code, err = srv.stop()
     ok = sum(r[0] for r in results)
     tokens = sum(r[1] for r in results)
     errors = [r[2] for r in results if not r[0]]
     return {"np": n_parallel, "sent": len(results), "ok": ok, "failed": len(errors), "tokens": tokens, "wall": wall,
-            "tps": tokens / wall, "rss0": rss0, "rss1": rss1, "errors": errors, "exit": code}
+            "tps": tokens / wall, "rss0": rss0, "rss1": rss1, "busy": busy, "errors": errors, "exit": code}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-m", "--model", type=Path, default=None, help="GGUF model (default: SmolLM2-135M-Instruct)")
-    ap.add_argument("--tokens", type=int, default=32, help="completion tokens of each request")
+    ap.add_argument("--tokens", type=int, default=128, help="completion tokens of each request")
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--connections", type=int, default=8)
     a = ap.parse_args()
@@ -100,10 +105,10 @@ def main() -> int:
     rows = [load(model, n, a.requests, a.connections, a.tokens) for n in (4, 1)]
     print(f"{a.requests} requests over {a.connections} connections, {a.tokens} tokens each, {model.name}")
     print(f"{'np':>3} {'sent':>5} {'ok':>4} {'failed':>6} {'tokens':>7} {'wall s':>8} {'tok/s':>8} "
-          f"{'RSS before MiB':>15} {'RSS after MiB':>14} {'exit':>5}")
+          f"{'RSS before MiB':>15} {'RSS after MiB':>14} {'busy/step':>9} {'exit':>5}")
     for r in rows:
         print(f"{r['np']:>3} {r['sent']:>5} {r['ok']:>4} {r['failed']:>6} {r['tokens']:>7} {r['wall']:>8.2f} "
-              f"{r['tps']:>8.2f} {r['rss0']:>15.1f} {r['rss1']:>14.1f} {r['exit']:>5}")
+              f"{r['tps']:>8.2f} {r['rss0']:>15.1f} {r['rss1']:>14.1f} {r['busy']:>9.2f} {r['exit']:>5}")
         for e in r["errors"][:5]:
             print(f"    error: {e}")
     print(f"aggregate tokens/s, -np 4 / -np 1: {rows[0]['tps'] / rows[1]['tps']:.2f}x")

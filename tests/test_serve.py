@@ -227,6 +227,8 @@ MSG = [{"role": "user", "content": "hi"}]
     ({"messages": MSG, "stop": [1]}, "'stop' must be a string or an array of strings"),
     ({"messages": MSG, "seed": 2 ** 40}, "'seed' must be between"),
     ({"messages": MSG, "top_logprobs": 3}, "top_logprobs requires logprobs"),
+    ({"messages": MSG, "n": 2}, "only one choice"),
+    ({"messages": MSG, "temperature": float("nan")}, "not valid JSON"),
     ({"messages": MSG, "response_format": {"type": "xml"}}, "response_format type"),
     ({"messages": MSG, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "nonsense"}}}},
      "JSON schema"),
@@ -255,8 +257,9 @@ def test_prompt_beyond_the_context_unknown_model_and_routes(srv):
     assert srv.json("GET", "/health") == (200, {"status": "ok"})  # still serving
 
 
-def test_serve_cli_errors_are_one_line(capsys, tmp_path):
-    for args in (["-m", str(tmp_path / "missing.gguf")], ["-m", str(tmp_path / "missing.gguf"), "-np", "0"]):
+def test_serve_cli_errors_are_one_line(capsys, tmp_path, smollm2_path, srv):
+    for args in (["-m", str(tmp_path / "missing.gguf")], ["-m", str(tmp_path / "missing.gguf"), "-np", "0"],
+                 ["-m", str(smollm2_path), "-np", "0"], ["-m", str(smollm2_path), "--port", str(srv.port)]):
         code = main(["serve", *args])
         err = capsys.readouterr().err
         lines = [x for x in err.splitlines() if x.strip()]

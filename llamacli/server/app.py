@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 import time
 from functools import partial
@@ -270,6 +271,10 @@ class Server:
         off the event loop, which keeps streaming meanwhile), queue it, answer."""
         body = await self._body(request)
         self._check_model(body)
+        if api.field(body, "n", "int", 1) != 1:
+            raise ApiError(400, "only one choice a request is supported ('n': 1)")
+        if body.get("tools"):
+            raise ApiError(501, "tools are not supported", "not_supported_error")
         req = await run_in_threadpool(build, body)
         api.check_context(req.prompt, self.engine.n_ctx)
         loop = asyncio.get_running_loop()
@@ -394,6 +399,8 @@ def serve(model, host: str = "127.0.0.1", port: int = 8080, n_parallel: int = 4,
     n_slot = n_ctx // n_parallel
     if n_slot < 16:
         raise LlamacliError(f"-c {n_ctx} leaves {n_slot} positions to each of {n_parallel} slots; give a larger -c")
+    sock = _listen(host, port)  # bound before the model loads: a taken port is one clear error, at once
+    port = sock.getsockname()[1]
     engine = load_engine(gf, n_slot, n_parallel, min(n_batch, n_slot), n_threads, max_queue)
     template, note = choose_template(gf, engine.tok, chat_template)
     if note:
@@ -415,6 +422,20 @@ def serve(model, host: str = "127.0.0.1", port: int = 8080, n_parallel: int = 4,
     print(f"llamacli: serving {model} on http://{host}:{port} ({n_parallel} slots of {n_slot} tokens)",
           file=sys.stderr, flush=True)
     try:
-        uv.run()
+        uv.run(sockets=[sock])
     finally:
         engine.stop()
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(128)
+    except OSError as e:
+        raise LlamacliError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
