@@ -18,7 +18,8 @@ models: install
 	$(BIN)/python scripts/fetch_models.py smollm2 gemma3
 
 run: install
-	$(BIN)/llamacli run -m "$$($(BIN)/python scripts/fetch_models.py smollm2)" -p "Hello" -n 64
+	$(BIN)/llamacli run -m "$$($(BIN)/python scripts/fetch_models.py smollm2)" -cnv -st --temp 0 -n 96 \
+		-p "Name three primary colors and explain in one sentence why they are called primary."
 
 test: install models
 	$(BIN)/python -m pytest -q tests
