@@ -294,6 +294,13 @@ def _f16_at(builder, base, off):
     return builder.fpext(builder.load(p, align=1), _F32)
 
 
+def _isum8_ir(builder, v):
+    """The sum of eight int32 lanes (exact: any order gives the same)."""
+    e = [builder.extract_element(v, ir.Constant(ir.IntType(32), i)) for i in range(8)]
+    return builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
+                       builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
+
+
 def _hsum8_ir(builder, v):
     """hsum_float_8, in its order."""
     e = [builder.extract_element(v, ir.Constant(ir.IntType(32), i)) for i in range(8)]
@@ -384,9 +391,7 @@ def _row_intrinsic(kind, ntok=1, repacked=False, amx=False):
             lanes = _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
             dd = builder.fmul(d_w, builder.load(builder.gep(db[t], [i]), align=4))
             if single:
-                e = [builder.extract_element(lanes, ir.Constant(ir.IntType(32), k)) for k in range(8)]
-                isum = builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
-                                   builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
+                isum = _isum8_ir(builder, lanes)
                 new_acc = builder.call(fma1, [builder.sitofp(isum, _F32), dd, accs[t]])
                 if has_min:
                     new_acc = builder.call(fma1, [m_w, builder.load(builder.gep(sb[t], [i]), align=4), new_acc])
@@ -564,6 +569,7 @@ def _q6k_codegen(ntok, amx=False):
         bbase = [arr(1 + 2 * ntok + t) for t in range(ntok)]  # int32 bsums, 16 a block
         nb, bs = args[1 + 3 * ntok], args[2 + 3 * ntok]
         fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        fma1 = builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(_F32, [_F32] * 3))
         c8 = lambda v: ir.Constant(_I8x32, [v] * 32)  # noqa: E731
         c64 = lambda v: ir.Constant(_I64, v)  # noqa: E731
 
@@ -618,10 +624,7 @@ def _q6k_codegen(ntok, amx=False):
             sumi = builder.sub(sumi, sub)
             d = builder.fmul(builder.load(builder.gep(dbase[t], [i]), align=4), d_w)
             if amx:
-                e = [builder.extract_element(sumi, ir.Constant(ir.IntType(32), k)) for k in range(8)]
-                isum = builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
-                                   builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
-                fma1 = builder.module.declare_intrinsic("llvm.fma.f32", fnty=ir.FunctionType(_F32, [_F32] * 3))
+                isum = _isum8_ir(builder, sumi)
                 accs[t].add_incoming(builder.call(fma1, [builder.sitofp(isum, _F32), d, accs[t]]), body)
             else:
                 accs[t].add_incoming(builder.call(fma8, [_splat(builder, d, _F32x8), builder.sitofp(sumi, _F32x8),
@@ -806,11 +809,6 @@ def _q4k_codegen(ntok, amx=False):
         I32x2 = ir.VectorType(i32, 2)
         I8x8 = ir.VectorType(ir.IntType(8), 8)
 
-        def hadd_i32x8(v):
-            e = [builder.extract_element(v, c32(k)) for k in range(8)]
-            return builder.add(builder.add(builder.add(e[0], e[1]), builder.add(e[2], e[3])),
-                               builder.add(builder.add(e[4], e[5]), builder.add(e[6], e[7])))
-
         def bytes8(a, b):  # two i32 words -> eight bytes -> eight i16
             v = builder.insert_element(builder.insert_element(ir.Constant(I32x2, ir.Undefined), a, c32(0)), b, c32(1))
             return builder.zext(builder.bitcast(v, I8x8), I16x8)
@@ -861,11 +859,11 @@ def _q4k_codegen(ntok, amx=False):
                     y = _load(builder, builder.gep(qx, [c64(64 * j + 32 * half)]), _I8x32)
                     p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [xs, y])
                     s32 = builder.add(s32, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [p16, splat[2 * j + half]]))
-            isum = hadd_i32x8(s32)
+            isum = _isum8_ir(builder, s32)
             bsum = builder.load(builder.bitcast(builder.gep(bb[t], [builder.mul(i, c64(16))]), I32x16.as_pointer()), align=4)
             pairs = builder.add(builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(0, 16, 2)))),
                                 builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(1, 16, 2)))))
-            summ = hadd_i32x8(builder.mul(pairs, mins8))
+            summ = _isum8_ir(builder, builder.mul(pairs, mins8))
             dy = builder.load(builder.gep(db[t], [i]), align=4)
             acc = builder.call(fma1, [builder.sitofp(isum, _F32), builder.fmul(d_w, dy), accs[t]])
             if amx:

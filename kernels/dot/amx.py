@@ -130,37 +130,32 @@ def row_scaled_ref(w, q, d, nb, bs, signed4):
 
 
 @njit(parallel=True, cache=True)
+def _matmul_scaled(W, q, d, out, bs, signed4):
+    """Q8_0 or Q4_0 (signed4) rows in the AMX buffer against q8_0 activations: per block
+    acc = fma(float(isum), d_w * d_x, acc) (twin: row_scaled_ref)."""
+    R = W.shape[0]
+    nb = W.shape[1] // bs
+    for r in prange(R):
+        w = W[r]
+        for t in range(q.shape[0]):
+            qt, dt = q[t], d[t]
+            acc = np.float32(0.0)
+            for b in range(nb):
+                o = b * bs
+                dw = F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
+                isum = _isum_q4_0(w, o + 2, qt, b * 32) if signed4 else _isum_q8_0(w, o + 2, qt, b * 32)
+                acc = fma32(np.float32(isum), np.float32(dw * dt[b]), acc)
+            out[t, r] = acc
+
+
 def matmul_q8_0(W, q, d, aux, out, scratch):
-    """Q8_0 weights in the AMX buffer against q8_0 activations (twin: row_scaled_ref)."""
-    R = W.shape[0]
-    nb = W.shape[1] // BS_Q8_0
-    for r in prange(R):
-        w = W[r]
-        for t in range(q.shape[0]):
-            qt, dt = q[t], d[t]
-            acc = np.float32(0.0)
-            for b in range(nb):
-                o = b * BS_Q8_0
-                dw = F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
-                acc = fma32(np.float32(_isum_q8_0(w, o + 2, qt, b * 32)), np.float32(dw * dt[b]), acc)
-            out[t, r] = acc
+    """Q8_0 weights in the AMX buffer against q8_0 activations."""
+    _matmul_scaled(W, q, d, out, BS_Q8_0, False)
 
 
-@njit(parallel=True, cache=True)
 def matmul_q4_0(W, q, d, aux, out, scratch):
-    """Q4_0 weights in the AMX buffer against q8_0 activations (twin: row_scaled_ref)."""
-    R = W.shape[0]
-    nb = W.shape[1] // BS_Q4_0
-    for r in prange(R):
-        w = W[r]
-        for t in range(q.shape[0]):
-            qt, dt = q[t], d[t]
-            acc = np.float32(0.0)
-            for b in range(nb):
-                o = b * BS_Q4_0
-                dw = F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
-                acc = fma32(np.float32(_isum_q4_0(w, o + 2, qt, b * 32)), np.float32(dw * dt[b]), acc)
-            out[t, r] = acc
+    """Q4_0 weights in the AMX buffer against q8_0 activations."""
+    _matmul_scaled(W, q, d, out, BS_Q4_0, True)
 
 
 @njit(inline="always", cache=True)
