@@ -38,6 +38,7 @@ SUBCOMMANDS = {
     "perplexity": "perplexity",
     "grammar": "grammar",
     "serve": "serve",
+    "imatrix": "imatrix",
 }
 
 

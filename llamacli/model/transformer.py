@@ -213,6 +213,7 @@ class Model:
     n_threads: int
     be: Backend = None  # the operations, chosen at load
     trace: object = None  # optional callable(name, layer, array), named as llama.cpp's graph names its tensors
+    observe: object = None  # optional callable(w: Linear, x): each matmul's float32 input (llamacli.imatrix)
 
     def __post_init__(self):
         if self.be is None:
@@ -228,6 +229,8 @@ class Model:
     def _linear(self, x: np.ndarray, w: Linear, out: np.ndarray, act: Activation | None = None,
                 bias: np.ndarray | None = None):
         """out = W x (+ bias, a ggml_add after the matmul as build_lora_mm's callers do)."""
+        if self.observe is not None:
+            self.observe(w, x)
         if act is None or act.kind != w.dot.act:
             act = self._load(x, w)
         self.be.linear(act, w, out)

@@ -1,0 +1,41 @@
+"""Two small imatrix files with fixed contents, for the merge / convert tests and their
+reference script (scripts/make_imatrix_reference.py): both tools read the same bytes.
+
+Written with our GGUF writer (the format is checked separately against a file llama-imatrix
+wrote); the values are exact functions of their index, no random generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llamacli.imatrix import Stats, save_gguf
+
+CHUNK_SIZE = 128
+
+
+def _values(n: int, seed: int) -> np.ndarray:
+    k = np.arange(n, dtype=np.int64)
+    return (((k * 37 + seed * 11) % 101 + 1) / np.float64(7 + seed)).astype(np.float32) * np.float32(seed + 1)
+
+
+def _entries(which: str) -> tuple[dict[str, Stats], list[str], int]:
+    s = 1 if which == "a" else 2
+    e = {
+        "blk.0.attn_q.weight": Stats(_values(64, s), np.array([256 * s], np.int64)),
+        "blk.1.attn_q.weight": Stats(_values(64, s + 3), np.array([256 * s], np.int64)),
+        "blk.10.ffn_up.weight": Stats(_values(48, s + 5), np.array([256 * s], np.int64)),
+        # an expert tensor: 4 matrices of 32, one never routed to (partial data)
+        "blk.0.ffn_down_exps.weight": Stats(_values(128, s + 7), np.array([100, 0, 37 * s, 256], np.int64)),
+        "output.weight": Stats(_values(64, s + 9), np.array([256 * s], np.int64)),
+    }
+    if which == "b":
+        e["blk.2.attn_k.weight"] = Stats(_values(64, 13), np.array([300], np.int64))
+        del e["output.weight"]
+    return e, [f"synthetic-{which}.txt"], 2 * s
+
+
+def write_synthetic(path, which: str) -> None:
+    """which: "a" or "b"."""
+    stats, datasets, chunks = _entries(which)
+    save_gguf(path, stats, datasets, chunks, CHUNK_SIZE)
