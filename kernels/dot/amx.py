@@ -26,7 +26,7 @@ from numba import njit, prange
 from ..simd import fma32
 from ..simd512 import reduce16_ref
 from .fp16 import F16_TO_F32
-from .kquants import BS_Q4_K, BS_Q6_K, QK_K, _q4k_sums, scale_min_k4
+from .kquants import BS_Q4_K, BS_Q5_K, BS_Q6_K, QK_K, _q4k_sums, scale_min_k4
 
 BS_Q4_0 = GGML_QUANT_SIZES[T.Q4_0][1]
 BS_Q4_1 = GGML_QUANT_SIZES[T.Q4_1][1]
@@ -247,6 +247,46 @@ def matmul_q4_K(W, q, d, bsums, out, scratch):
                 dw = F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
                 dmin = F16_TO_F32[np.int64(w[o + 2]) | (np.int64(w[o + 3]) << 8)]
                 acc = fma32(np.float32(_q4k_sums(w, o, qt, b * QK_K)), np.float32(dw * dt[b]), acc)
+                acc = fma32(-np.float32(_q4k_mins(w, o, bt, b)), np.float32(dmin * dt[b]), acc)
+            out[t, r] = acc
+
+
+@njit(inline="always", cache=True)
+def _q5k_sums(w, o, qt, x0):
+    """Exact integer sum of a Q5_K super-block against qt[x0:x0+256]: scale_j * (5-bit values .
+    q8) over its eight 32-value groups (qh bit 2j / 2j+1 on top of the nibbles)."""
+    isum = np.int32(0)
+    for j in range(4):
+        sc1, _ = scale_min_k4(2 * j, w, o + 4)
+        sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
+        lo = np.int32(0)
+        hi = np.int32(0)
+        for i in range(32):
+            v = np.int32(w[o + 48 + 32 * j + i])
+            h = np.int32(w[o + 16 + i])
+            lo += ((v & 15) | (((h >> (2 * j)) & 1) << 4)) * np.int32(qt[x0 + 64 * j + i])
+            hi += ((v >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) * np.int32(qt[x0 + 64 * j + 32 + i])
+        isum += sc1 * lo + sc2 * hi
+    return isum
+
+
+@njit(parallel=True, cache=True)
+def matmul_q5_K(W, q, d, bsums, out, scratch):
+    """Q5_K weights in the AMX buffer (tinygemm_kernel_vnni<block_q8_K, block_q5_K>): Q4_K's
+    chain with 5-bit values, acc = fma(isum, d_w * d_x, acc), then acc = fma(-mins, dmin_w *
+    d_x, acc) per super-block (_mm512_fnmadd_ps)."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_Q5_K
+    for r in prange(R):
+        w = W[r]
+        for t in range(q.shape[0]):
+            qt, dt, bt = q[t], d[t], bsums[t]
+            acc = np.float32(0.0)
+            for b in range(nb):
+                o = b * BS_Q5_K
+                dw = F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
+                dmin = F16_TO_F32[np.int64(w[o + 2]) | (np.int64(w[o + 3]) << 8)]
+                acc = fma32(np.float32(_q5k_sums(w, o, qt, b * QK_K)), np.float32(dw * dt[b]), acc)
                 acc = fma32(-np.float32(_q4k_mins(w, o, bt, b)), np.float32(dmin * dt[b]), acc)
             out[t, r] = acc
 

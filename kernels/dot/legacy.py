@@ -219,3 +219,45 @@ def matmul_q8_0(W, q, d, aux, out, scratch):
                             + np.int32(wq[o + e + 2]) * qt[qo + e + 2] + np.int32(wq[o + e + 3]) * qt[qo + e + 3])
                     acc[l] = fma32(dd, np.float32(np.int32(lane)), acc[l])
             out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+
+
+# Q1_0 (ggml-common.h block_q1_0): d:f16 | qs[16], one sign bit a weight (set: +d, clear: -d),
+# 128 weights a block, dotted against four q8_0 blocks.
+QK1_0, BS_Q1_0 = GGML_QUANT_SIZES[T.Q1_0]
+
+
+@njit(inline="always", cache=True)
+def _lane_q1_0(w, o, qt, x0, l):
+    """Lane l of the 32 values at x0 (quarter K of the block, bits from byte o): +-q8 summed."""
+    s = np.int32(0)
+    for i in range(4):
+        j = 4 * l + i
+        v = np.int32(qt[x0 + j])
+        s += v if (np.int32(w[o + (j >> 3)]) >> (j & 7)) & 1 else -v
+    return s
+
+
+@njit(parallel=True, cache=True)
+def matmul_q1_0(W, q, d, aux, out, scratch):
+    """ggml_vec_dot_q1_0_q8_0 (AVX2): per block, per lane, blk = d_x0 * lane_0, then
+    blk = fma(d_xK, lane_K, blk) for the other three quarters, acc = fma(d_w, blk, acc);
+    hsum_float_8."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_Q1_0
+    nq = QK1_0 // QK
+    for r in prange(R):
+        w = W[r]
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            qt = q[t]
+            for l in range(8):
+                acc[l] = 0.0
+            for b in range(nb):
+                o = b * BS_Q1_0
+                dw = _h(w, o)
+                for l in range(8):
+                    blk = d[t, nq * b] * np.float32(_lane_q1_0(w, o + 2, qt, b * QK1_0, l))
+                    for k in range(1, nq):
+                        blk = fma32(d[t, nq * b + k], np.float32(_lane_q1_0(w, o + 2 + 4 * k, qt, b * QK1_0 + QK * k, l)), blk)
+                    acc[l] = fma32(dw, blk, acc[l])
+            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])

@@ -19,7 +19,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from llvmlite import binding as _llvm
 
 from . import activations as A
-from . import amx, floats, kquants, legacy, mxfp4
+from . import amx, floats, iquants, kquants, legacy, mxfp4, ternary
 from .. import cpu
 from .fp16 import round_to_f16
 
@@ -57,6 +57,19 @@ DOTS: dict[T, DotKernel] = {
     T.Q5_K: DotKernel("q8_K", kquants.matmul_q5_K),
     T.Q6_K: DotKernel("q8_K", fast_kquants.matmul_q6_K),
     T.MXFP4: DotKernel("q8_0", mxfp4.matmul_mxfp4),
+    T.NVFP4: DotKernel("q8_0", mxfp4.matmul_nvfp4),
+    T.Q1_0: DotKernel("q8_0", legacy.matmul_q1_0),
+    T.IQ4_NL: DotKernel("q8_0", iquants.matmul_iq4_nl),
+    T.IQ4_XS: DotKernel("q8_K", iquants.matmul_iq4_xs),
+    T.IQ3_S: DotKernel("q8_K", iquants.matmul_iq3_s),
+    T.IQ3_XXS: DotKernel("q8_K", iquants.matmul_iq3_xxs),
+    T.IQ2_S: DotKernel("q8_K", iquants.matmul_iq2_s),
+    T.IQ2_XS: DotKernel("q8_K", iquants.matmul_iq2_xs),
+    T.IQ2_XXS: DotKernel("q8_K", iquants.matmul_iq2_xxs),
+    T.IQ1_M: DotKernel("q8_K", iquants.matmul_iq1_m),
+    T.IQ1_S: DotKernel("q8_K", iquants.matmul_iq1_s),
+    T.TQ2_0: DotKernel("q8_K", ternary.matmul_tq2_0),
+    T.TQ1_0: DotKernel("q8_K", ternary.matmul_tq1_0),
 }
 
 
@@ -133,6 +146,8 @@ AMX_DOTS: dict[T, DotKernel] = {
     T.Q8_0: DotKernel("q8_0", fast_amx.matmul_q8_0),
     T.Q4_K: DotKernel("q8_K", fast_amx.matmul_q4_K),
     T.Q6_K: DotKernel("q8_K", fast_amx.matmul_q6_K),
+    T.Q5_K: DotKernel("q8_K", amx.matmul_q5_K),
+    T.IQ4_XS: DotKernel("q8_K", iquants.matmul_iq4_xs_amx),
     T.F16: DotKernel("f32", amx.matmul_f16, np.uint16),
 }
 

@@ -1,0 +1,448 @@
+"""Dot products of the i-quants against their activation partners, in ggml's AVX2 float order.
+
+Same contract as ``kquants.py``: ``out[t, r] = dot(W[r], x[t])``. IQ2_XXS, IQ2_XS, IQ2_S,
+IQ3_XXS, IQ3_S, IQ1_S, IQ1_M and IQ4_XS take q8_K activations (``q`` int8[T, n], ``d``
+float32[T, n/256], ``bsums`` int32[T, n/16]); IQ4_NL takes q8_0 (``d`` float32[T, n/32]).
+
+Every ``ggml_vec_dot_iq*_q8_K`` of ggml-cpu/arch/x86/quants.c (AVX2) has one shape: the
+weights of a 32-value chunk, grid value times sign, are multiplied with the activations by
+``maddubs`` and ``madd`` with the chunk's integer scale, so that lane l (0..7) of a super-block
+holds the exact integer sum over the eight chunks of elements 4l..4l+3; then one float step
+per super-block, ``acc[l] = fma(d_w * d_x, lane, acc[l])``, and ``hsum_float_8`` at the end,
+times the type's constant (1/8 for IQ2, 1/4 for IQ3_XXS). Integer sums are exact in any order,
+so only the lane membership and the float steps are spelled out. ``_lane_<type>`` is the
+integer lane; the grids and sign tables come from ``kernels.grids``.
+
+Block layouts (bytes), from ggml-common.h:
+  IQ2_XXS  d:f16 | qs: 8 x (4 grid bytes, u32 of 4 x 7 sign bits + 4-bit scale)
+  IQ2_XS   d:f16 | qs: 32 x u16 (9-bit grid index, 7 sign bits) | scales[8] (2 x 4 bits)
+  IQ2_S    d:f16 | qs[32] grid low bits | signs[32] | qh[8] (4 x 2 high bits) | scales[8]
+  IQ3_XXS  d:f16 | qs[64] grid bytes | 8 x u32 (4 x 7 sign bits + 4-bit scale)
+  IQ3_S    d:f16 | qs[64] | qh[8] (bit 8 of each index) | signs[32] | scales[4] (2 x 4 bits)
+  IQ1_S    d:f16 | qs[32] | qh: 8 x u16 (4 x 3 high bits, 3-bit scale, delta sign)
+  IQ1_M    qs[32] | qh[16] (2 x (3 high bits, delta sign)) | scales: 4 x u16 (3-bit scales
+           and, in their top nibbles, the fp16 super-block scale)
+  IQ4_XS   d:f16 | scales_h:u16 | scales_l[4] | qs[128] (nibbles, kvalues_iq4nl)
+  IQ4_NL   d:f16 | qs[16] (32 nibbles, kvalues_iq4nl), blocks of 32
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
+from numba import njit, prange
+
+from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
+                     KVALUES_IQ4NL)
+from ..simd import fma32, hsum8
+from .fp16 import F16_TO_F32
+from .legacy import _h, _lane_count, _u32
+
+QK_K = GGML_QUANT_SIZES[T.Q8_K][0]  # 256
+QK4_NL = GGML_QUANT_SIZES[T.IQ4_NL][0]  # 32
+BS_IQ2_XXS = GGML_QUANT_SIZES[T.IQ2_XXS][1]
+BS_IQ2_XS = GGML_QUANT_SIZES[T.IQ2_XS][1]
+BS_IQ2_S = GGML_QUANT_SIZES[T.IQ2_S][1]
+BS_IQ3_XXS = GGML_QUANT_SIZES[T.IQ3_XXS][1]
+BS_IQ3_S = GGML_QUANT_SIZES[T.IQ3_S][1]
+BS_IQ1_S = GGML_QUANT_SIZES[T.IQ1_S][1]
+BS_IQ1_M = GGML_QUANT_SIZES[T.IQ1_M][1]
+BS_IQ4_XS = GGML_QUANT_SIZES[T.IQ4_XS][1]
+BS_IQ4_NL = GGML_QUANT_SIZES[T.IQ4_NL][1]
+NSUB16 = QK_K // 16  # bsums per super-block
+IQ2_SCALE = np.float32(0.125)
+IQ3XXS_SCALE = np.float32(0.25)
+
+
+@njit(inline="always", cache=True)
+def _u16(w, o):
+    return np.int32(w[o]) | (np.int32(w[o + 1]) << 8)
+
+
+@njit(inline="always", cache=True)
+def _signed(v, signs, j):
+    """v, negated where bit j of the sign byte is set."""
+    return -v if (signs >> j) & 1 else v
+
+
+# ---------------------------------------------------------------------------------------------
+# integer lanes: lane l of the super-block at byte o, activations qt[x0 : x0 + 256]
+# ---------------------------------------------------------------------------------------------
+
+@njit(inline="always", cache=True)
+def _lane_iq2_xxs(w, o, qt, x0, l):
+    g = l >> 1  # elements 4l..4l+3 of a chunk lie in its group of eight g
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 8 * ib
+        aux = _u32(w, a + 4)
+        idx = np.int32(w[a + g])
+        signs = np.int32(KSIGNS[(aux >> (7 * g)) & 127])
+        part = np.int32(0)
+        for k in range(4):
+            j = (4 * l + k) & 7
+            part += _signed(np.int32(IQ2XXS_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * np.int32(aux >> 28) + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq2_xs(w, o, qt, x0, l):
+    g = l >> 1
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        v16 = _u16(w, o + 2 + 2 * (4 * ib + g))
+        idx = v16 & 511
+        signs = np.int32(KSIGNS[v16 >> 9])
+        ls = (np.int32(w[o + 2 + 64 + ib]) >> (4 * (l >> 2))) & 15  # low nibble: elements 0..15
+        part = np.int32(0)
+        for k in range(4):
+            j = (4 * l + k) & 7
+            part += _signed(np.int32(IQ2XS_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * ls + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq2_s(w, o, qt, x0, l):
+    g = l >> 1
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        idx = np.int32(w[o + 2 + 4 * ib + g]) | ((np.int32(w[o + 2 + 64 + ib]) << (8 - 2 * g)) & 0x300)
+        signs = np.int32(w[o + 2 + 32 + 4 * ib + g])
+        ls = (np.int32(w[o + 2 + 72 + ib]) >> (4 * (l >> 2))) & 15
+        part = np.int32(0)
+        for k in range(4):
+            j = (4 * l + k) & 7
+            part += _signed(np.int32(IQ2S_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * ls + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq3_xxs(w, o, qt, x0, l):
+    g = l >> 1  # sign group of eight; the grid entry is the lane's own four values
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        aux = _u32(w, o + 2 + 64 + 4 * ib)
+        idx = np.int32(w[o + 2 + 8 * ib + l])
+        signs = np.int32(KSIGNS[(aux >> (7 * g)) & 127])
+        part = np.int32(0)
+        for k in range(4):
+            j = (4 * l + k) & 7
+            part += _signed(np.int32(IQ3XXS_GRID[idx, k]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * np.int32(aux >> 28) + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq3_s(w, o, qt, x0, l):
+    g = l >> 1
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        idx = np.int32(w[o + 2 + 8 * ib + l]) | (((np.int32(w[o + 2 + 64 + ib]) >> l) & 1) << 8)
+        signs = np.int32(w[o + 2 + 72 + 4 * ib + g])
+        ls = (np.int32(w[o + 2 + 104 + ib // 2]) >> (4 * (ib & 1))) & 15
+        part = np.int32(0)
+        for k in range(4):
+            j = (4 * l + k) & 7
+            part += _signed(np.int32(IQ3S_GRID[idx, k]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * ls + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq1_s(w, o, qt, x0, l):
+    g = l >> 1
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        qh = _u16(w, o + 2 + 32 + 2 * ib)
+        idx = np.int32(w[o + 2 + 4 * ib + g]) | (((qh >> (3 * g)) & 7) << 8)
+        part = np.int32(0)
+        for k in range(4):
+            part += np.int32(IQ1S_GRID[idx, (4 * l + k) & 7]) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
+        s += (2 * ((qh >> 12) & 7) + 1) * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _delta_iq1_s(w, o, bsums, bs):
+    """The scalar sum of ggml's IQ1_S kernel: per chunk, (bsum of its two halves) * delta sign
+    * scale, exactly."""
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        qh = _u16(w, o + 2 + 32 + 2 * ib)
+        v = (bsums[bs + 2 * ib] + bsums[bs + 2 * ib + 1]) * (2 * ((qh >> 12) & 7) + 1)
+        s += -v if qh & 0x8000 else v
+    return s
+
+
+@njit(inline="always", cache=True)
+def _iq1m_scale(w, o):
+    """The fp16 super-block scale of IQ1_M, gathered from the top nibbles of its four u16 scales."""
+    sc = o + 48
+    u = ((_u16(w, sc) >> 12) | ((_u16(w, sc + 2) >> 8) & 0x00F0) | ((_u16(w, sc + 4) >> 4) & 0x0F00)
+         | (_u16(w, sc + 6) & 0xF000))
+    return F16_TO_F32[u]
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq1_m(w, o, qt, x0, l):
+    """(grid lane, delta lane) of IQ1_M: the delta lane sums scale * (+-1) * q8."""
+    g = l >> 1
+    s = np.int32(0)
+    sd = np.int32(0)
+    for ib in range(QK_K // 32):
+        qh = np.int32(w[o + 32 + 2 * ib + (g >> 1)]) >> (4 * (g & 1))
+        idx = np.int32(w[o + 4 * ib + g]) | ((qh & 7) << 8)
+        sc = _u16(w, o + 48 + 2 * (ib >> 1))
+        ls = 2 * ((sc >> (6 * (ib & 1) + 3 * (l >> 2))) & 7) + 1
+        part = np.int32(0)
+        qsum = np.int32(0)
+        for k in range(4):
+            v = np.int32(qt[x0 + 32 * ib + 4 * l + k])
+            part += np.int32(IQ1S_GRID[idx, (4 * l + k) & 7]) * v
+            qsum += v
+        s += ls * part
+        sd += ls * (-qsum if qh & 8 else qsum)
+    return s, sd
+
+
+@njit(inline="always", cache=True)
+def _lane_iq4_xs(w, o, qt, x0, l):
+    sh = _u16(w, o + 2)
+    s = np.int32(0)
+    for ib in range(QK_K // 32):
+        ls = (((np.int32(w[o + 4 + ib // 2]) >> (4 * (ib & 1))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
+        part = np.int32(0)
+        for k in range(4):
+            j = 4 * l + k
+            b = np.int32(w[o + 8 + 16 * ib + (j & 15)])
+            part += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x0 + 32 * ib + j])
+        s += ls * part
+    return s
+
+
+@njit(inline="always", cache=True)
+def _lane_iq4_nl(w, o, qt, x0, l):
+    """Lane l of one 32-value IQ4_NL block: elements 4l..4l+3 (low nibbles first)."""
+    s = np.int32(0)
+    for k in range(4):
+        j = 4 * l + k
+        b = np.int32(w[o + 2 + (j & 15)])
+        s += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x0 + j])
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# matrix products
+# ---------------------------------------------------------------------------------------------
+
+@njit(inline="always", cache=True)
+def _q8k_lanes_fma(lane_fn, w, bsize, qt, dt, nb, nl, acc):
+    """acc[l] = fma(d_w * d_x, lane l, acc[l]) over the super-blocks, as all the IQ2/IQ3/IQ4_XS
+    kernels do; returns hsum_float_8(acc)."""
+    for l in range(nl):
+        acc[l] = 0.0
+    for b in range(nb):
+        o = b * bsize
+        dd = _h(w, o) * dt[b]
+        for l in range(nl):
+            acc[l] = fma32(dd, np.float32(lane_fn(w, o, qt, b * QK_K, l)), acc[l])
+    return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq2_xxs(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq2_xxs_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ2_XXS
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_xxs, W[r], BS_IQ2_XXS, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq2_xs(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq2_xs_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ2_XS
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_xs, W[r], BS_IQ2_XS, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq2_s(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq2_s_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ2_S
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_s, W[r], BS_IQ2_S, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq3_xxs(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq3_xxs_q8_K (AVX2): 0.25 * hsum_float_8 of the fma lanes."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ3_XXS
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = IQ3XXS_SCALE * _q8k_lanes_fma(_lane_iq3_xxs, W[r], BS_IQ3_XXS, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq3_s(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq3_s_q8_K (AVX2): hsum_float_8 of the fma lanes."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ3_S
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = _q8k_lanes_fma(_lane_iq3_s, W[r], BS_IQ3_S, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq4_xs(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq4_xs_q8_K (AVX2): hsum_float_8 of the fma lanes (signed 6-bit scales, kvalues_iq4nl)."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ4_XS
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            out[t, r] = _q8k_lanes_fma(_lane_iq4_xs, W[r], BS_IQ4_XS, q[t], d[t], nb, nl, acc)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq1_s(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq1_s_q8_K (AVX2): the grid lanes as the other i-quants, plus one scalar,
+    acc1 = fma(d_x * d_w, sum over chunks of bsum * delta sign * scale, acc1) per super-block;
+    hsum_float_8(acc) + IQ1S_DELTA * acc1 (contracted to an fma)."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ1_S
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        w = W[r]
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            qt = q[t]
+            for l in range(nl):
+                acc[l] = 0.0
+            acc1 = np.float32(0.0)
+            for b in range(nb):
+                o = b * BS_IQ1_S
+                dd = d[t, b] * _h(w, o)
+                for l in range(nl):
+                    acc[l] = fma32(dd, np.float32(_lane_iq1_s(w, o, qt, b * QK_K, l)), acc[l])
+                acc1 = fma32(dd, np.float32(_delta_iq1_s(w, o, bsums[t], b * NSUB16)), acc1)
+            out[t, r] = fma32(IQ1S_DELTA, acc1, hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]))
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq1_m(W, q, d, bsums, out, scratch):
+    """ggml_vec_dot_iq1_m_q8_K (AVX2): two sets of lanes, the grid's and the deltas', each
+    acc = fma(d_x * d_w, lane, acc) per super-block (d_w gathered from the scales' top
+    nibbles); hsum_float_8(acc1) + IQ1M_DELTA * hsum_float_8(acc2) (contracted to an fma)."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ1_M
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        w = W[r]
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            qt = q[t]
+            for l in range(2 * nl):
+                acc[l] = 0.0
+            for b in range(nb):
+                o = b * BS_IQ1_M
+                dd = d[t, b] * _iq1m_scale(w, o)
+                for l in range(nl):
+                    s, sd = _lanes_iq1_m(w, o, qt, b * QK_K, l)
+                    acc[l] = fma32(dd, np.float32(s), acc[l])
+                    acc[nl + l] = fma32(dd, np.float32(sd), acc[nl + l])
+            h1 = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+            h2 = hsum8(acc[8], acc[9], acc[10], acc[11], acc[12], acc[13], acc[14], acc[15])
+            out[t, r] = fma32(IQ1S_DELTA, h2, h1)
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq4_nl(W, q, d, aux, out, scratch):
+    """IQ4_NL rows against q8_0, as ggml runs them on AVX2.
+
+    A tensor whose row count is a multiple of 8 is repacked at load (iq4_nl_8x8) and goes
+    through ggml_gemv_iq4_nl_8x8_q8_0 / ggml_gemm_iq4_nl_8x8_q8_0 (gemv_q4_b32_8x8_q8_0_lut_avx,
+    Q4_0's template): one float per output, acc = fma(isum, d_w * d_x, acc) per block.
+    Otherwise ggml_vec_dot_iq4_nl_q8_0: lanes of four products, even blocks into one set of
+    accumulators and odd blocks into another, fma(d_x * d_w, lane, acc); hsum_float_8 of their
+    sum, and an odd last block added as sumf = fma(d, isum, sumf)."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ4_NL
+    nl = _lane_count(d, nb)
+    repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: iq4_nl_8x8 when ne[1] % 8 == 0 (AVX2)
+    for r in prange(R):
+        w = W[r]
+        acc = scratch[numba.get_thread_id()]
+        for t in range(q.shape[0]):
+            qt = q[t]
+            if repacked:
+                a = np.float32(0.0)
+                for b in range(nb):
+                    isum = np.int32(0)
+                    for l in range(nl):
+                        isum += _lane_iq4_nl(w, b * BS_IQ4_NL, qt, b * QK4_NL, l)
+                    a = fma32(np.float32(isum), np.float32(_h(w, b * BS_IQ4_NL) * d[t, b]), a)
+                out[t, r] = a
+                continue
+            for l in range(2 * nl):
+                acc[l] = 0.0
+            b = 0
+            while b + 1 < nb:
+                for k in range(2):
+                    o = (b + k) * BS_IQ4_NL
+                    sc = np.float32(d[t, b + k] * _h(w, o))
+                    for l in range(nl):
+                        acc[nl * k + l] = fma32(sc, np.float32(_lane_iq4_nl(w, o, qt, (b + k) * QK4_NL, l)),
+                                                acc[nl * k + l])
+                b += 2
+            s = hsum8(acc[0] + acc[8], acc[1] + acc[9], acc[2] + acc[10], acc[3] + acc[11],
+                      acc[4] + acc[12], acc[5] + acc[13], acc[6] + acc[14], acc[7] + acc[15])
+            if b < nb:
+                isum = np.int32(0)
+                for l in range(nl):
+                    isum += _lane_iq4_nl(w, b * BS_IQ4_NL, qt, b * QK4_NL, l)
+                s = fma32(np.float32(d[t, b] * _h(w, b * BS_IQ4_NL)), np.float32(isum), s)
+            out[t, r] = s
+
+
+@njit(parallel=True, cache=True)
+def matmul_iq4_xs_amx(W, q, d, bsums, out, scratch):
+    """IQ4_XS weights in the AMX buffer (tinygemm_kernel_vnni<block_q8_K, block_iq4_xs>): one
+    float accumulator a row, acc = fma(isum, d_w * d_x, acc) per super-block, isum the exact
+    sum of (6-bit scale - 32) * (kvalues . q8) over its eight chunks."""
+    R = W.shape[0]
+    nb = W.shape[1] // BS_IQ4_XS
+    nl = _lane_count(d, nb)
+    for r in prange(R):
+        w = W[r]
+        for t in range(q.shape[0]):
+            qt = q[t]
+            acc = np.float32(0.0)
+            for b in range(nb):
+                o = b * BS_IQ4_XS
+                isum = np.int32(0)
+                for l in range(nl):
+                    isum += _lane_iq4_xs(w, o, qt, b * QK_K, l)
+                acc = fma32(np.float32(isum), np.float32(_h(w, o) * d[t, b]), acc)
+            out[t, r] = acc
