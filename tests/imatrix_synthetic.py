@@ -39,3 +39,29 @@ def write_synthetic(path, which: str) -> None:
     """which: "a" or "b"."""
     stats, datasets, chunks = _entries(which)
     save_gguf(path, stats, datasets, chunks, CHUNK_SIZE)
+
+
+def model_imatrix_stats(tensors) -> dict[str, Stats]:
+    """An imatrix for a model, made up but fixed: every ``blk.*`` matmul weight (tensors:
+    (name, ne) pairs, ne in ggml order) gets positive per-column values that vary over three
+    orders of magnitude, 256 rows seen per matrix (3-D expert tensors: one slice each). What
+    llama-imatrix would collect from a text is not needed to test that both quantizers use the
+    same numbers the same way."""
+    import zlib
+
+    out = {}
+    for name, ne in tensors:
+        if not name.startswith("blk.") or not name.endswith(".weight") or len(ne) < 2 or "norm" in name:
+            continue
+        n_mat = ne[2] if len(ne) > 2 else 1
+        n = ne[0] * n_mat
+        k = np.arange(n, dtype=np.int64)
+        h = zlib.crc32(name.encode())
+        v = ((k * 2654435761 + h) % 9973 + 1).astype(np.float64)
+        out[name] = Stats((v * v / np.float64(9973.0 * 40.0)).astype(np.float32) * np.float32(256),
+                          np.full(n_mat, 256, np.int64))
+    return out
+
+
+def write_model_imatrix(path, tensors, dataset: str = "synthetic.txt") -> None:
+    save_gguf(path, model_imatrix_stats(tensors), [dataset], 1, 256)

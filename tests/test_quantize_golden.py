@@ -112,7 +112,10 @@ def test_every_tensor_matches_llama_cpp(model, target, f16_files, golden, tmp_pa
 def test_golden_covers_every_mixture(golden):
     from llamacli.quantize.plan import QUANT_OPTIONS
 
-    assert set(TARGETS) == set(QUANT_OPTIONS) - {"Q3_K", "Q4_K", "Q5_K"}
+    # the i-quant and ternary mixtures: their plans (and files made with an imatrix) are in
+    # quant/iquant_plans.json, tests/test_quantize_imatrix.py
+    iq = set(json.loads((golden / "quant" / "iquant_plans.json").read_text())["ftypes"])
+    assert set(TARGETS) | iq == set(QUANT_OPTIONS) - {"Q3_K", "Q4_K", "Q5_K"}
     for model in MODELS:
         assert set(_golden(golden, model)["targets"]) == set(TARGETS)
 

@@ -20,8 +20,9 @@ from ..errors import LlamacliError
 COMMAND_SETTINGS = {
     "help": "Quantize a GGUF model to another type, byte-identical to llama-quantize: "
             "in.gguf [out.gguf] TYPE [nthreads]. TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q2_K_S "
-            "Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K F16 BF16 F32 (Q3_K, Q4_K, Q5_K "
-            "are aliases of the _M mixtures).",
+            "Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S "
+            "IQ2_M IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ4_NL IQ4_XS TQ1_0 TQ2_0 MXFP4_MOE F16 BF16 F32 (Q3_K, "
+            "Q4_K, Q5_K are aliases of the _M mixtures). IQ1_*, IQ2_XXS/XS/S and Q2_K_S need --imatrix.",
 }
 
 
@@ -83,9 +84,19 @@ def command(
     tensor_type: Optional[List[str]] = typer.Option(
         None, "--tensor-type", metavar="NAME_REGEX=TYPE", help="Quantize matching tensors to TYPE (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan and the sizes; write nothing."),
+    imatrix: Optional[str] = typer.Option(
+        None, "--imatrix", metavar="FILE", help="Importance matrix (GGUF or .dat, from llamacli/llama-imatrix)."),
+    include_weights: Optional[List[str]] = typer.Option(
+        None, "--include-weights", metavar="NAME", help="Use the imatrix only for tensors whose name contains NAME "
+                                                        "(repeatable)."),
+    exclude_weights: Optional[List[str]] = typer.Option(
+        None, "--exclude-weights", metavar="NAME", help="Do not use the imatrix for tensors whose name contains NAME "
+                                                        "(repeatable)."),
 ) -> None:
     from ..quantize import default_output_path, parse_ggml_type, quantize_file
 
+    if include_weights and exclude_weights:
+        raise LlamacliError("--include-weights and --exclude-weights cannot be used together")
     inp, out, ftype, nthreads = _parse_positionals(list(args))
     if threads is not None:
         nthreads = threads
@@ -129,7 +140,8 @@ def command(
         quantize_file(
             inp, out, ftype, nthreads=nthreads, allow_requantize=allow_requantize, pure=pure,
             leave_output_tensor=leave_output_tensor, output_tensor_type=ott, token_embedding_type=tet,
-            tensor_types=overrides, dry_run=dry_run, log=log, on_tensor=on_tensor,
+            tensor_types=overrides, dry_run=dry_run, imatrix=imatrix, include_weights=include_weights or (),
+            exclude_weights=exclude_weights or (), log=log, on_tensor=on_tensor,
         )
     finally:
         if bar is not None:

@@ -1,7 +1,8 @@
 """``llamacli quantize``: rewrite a GGUF in another weight type, byte-identical to llama-quantize.
 
-`quantize_file` is llama_model_quantize_impl (src/llama-quant.cpp) without an importance
-matrix: the per-tensor plan of `plan.make_plan`, then for every tensor in llama.cpp's order
+`quantize_file` is llama_model_quantize_impl (src/llama-quant.cpp), with or without an
+importance matrix (``--imatrix``: each tensor's vector, per expert slice, goes to the codec as
+``weights``): the per-tensor plan of `plan.make_plan`, then for every tensor in llama.cpp's order
 either a copy of its bytes or dequantize -> reference quantize (``kernels/codec``), streamed in
 slabs of rows into an `AtomicGGUFWriter` (a temporary file renamed at the end). Input data is
 validated as llama.cpp's loader does (no NaN / Inf values or scales), and so is every quantized
@@ -28,7 +29,14 @@ from .plan import (Plan, PlanOptions, TensorPlan, ggml_type_name, hparams_of, is
                    parse_ggml_type)
 
 __all__ = ["quantize_file", "make_f16", "QuantizeResult", "default_output_path", "ggml_type_name",
-           "parse_ftype", "parse_ggml_type"]
+           "parse_ftype", "parse_ggml_type", "select_imatrix", "load_quant_imatrix"]
+
+# quantize.cpp: what the output file says of the imatrix it was made with
+KV_IMATRIX_FILE = "quantize.imatrix.file"
+KV_IMATRIX_DATASET = "quantize.imatrix.dataset"
+KV_IMATRIX_N_ENTRIES = "quantize.imatrix.entries_count"
+KV_IMATRIX_N_CHUNKS = "quantize.imatrix.chunks_count"
+KV_OVERRIDE_STR_MAX = 127  # llama_model_kv_override::val_str holds 128 bytes with its NUL
 
 GGML_QNT_VERSION = 2  # ggml.h: bump on quantization format changes
 MIB = 1024.0 * 1024.0
@@ -60,6 +68,60 @@ def _shape(ne: tuple[int, ...]) -> str:
     return ", ".join(f"{d:6d}" for d in dims)
 
 
+def select_imatrix(loaded, include=(), exclude=()) -> dict[str, np.ndarray]:
+    """prepare_imatrix: the per-tensor importance vectors (`imatrix.importance_weights`), then
+    the entries whose names contain an --exclude-weights string dropped, or only those that
+    contain an --include-weights string kept."""
+    from ..imatrix import importance_weights
+
+    include, exclude = list(include), list(exclude)
+    if include and exclude:
+        raise LlamacliError("--include-weights and --exclude-weights cannot be used together")
+    data = importance_weights(loaded)
+    for pat in exclude:
+        data = {n: v for n, v in data.items() if pat not in n}
+    if include:
+        data = {n: v for n, v in data.items() if any(pat in n for pat in include)}
+    return data
+
+
+def load_quant_imatrix(path, include=(), exclude=(), log: Callable[[str], None] | None = None):
+    """quantize.cpp load_imatrix + prepare_imatrix: (weights by tensor name, datasets, chunk count)."""
+    from ..imatrix import load_imatrix
+
+    log = log or (lambda line: None)
+    loaded = load_imatrix(path)
+    if not loaded.is_legacy and not loaded.has_metadata:
+        raise LlamacliError(f"missing imatrix metadata in file {path}")
+    if loaded.datasets:
+        log("load_imatrix: imatrix datasets=[" + ", ".join(f"'{d}'" for d in loaded.datasets) + "]")
+    log(f"load_imatrix: loaded {len(loaded.entries)} importance matrix entries from {path} computed on "
+        f"{loaded.chunk_count} chunks")
+    data = select_imatrix(loaded, include, exclude)
+    if data:
+        log(f"prepare_imatrix: have {len(data)} importance matrix entries")
+    return data, loaded.datasets, loaded.chunk_count
+
+
+def _kv_override_str(key: str, value: str) -> tuple[str, bytes]:
+    """A string kv override as quantize.cpp sets it: at most 127 bytes (strncpy into val_str)."""
+    from ..gguf_io import _gguf_str
+    from gguf import GGUFValueType
+
+    b = value.encode("utf-8", "surrogateescape")[:KV_OVERRIDE_STR_MAX].split(b"\0")[0]
+    return key, (_gguf_str(key) + int(GGUFValueType.STRING).to_bytes(4, "little")
+                 + len(b).to_bytes(8, "little") + b)
+
+
+def _accepts_weights(c) -> bool:
+    import inspect
+
+    try:
+        return "weights" in inspect.signature(c.quantize).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -84,13 +146,19 @@ def quantize_file(
     token_embedding_type: str | GGMLQuantizationType | None = None,
     tensor_types: Iterable[tuple[str, str | GGMLQuantizationType]] = (),
     dry_run: bool = False,
+    imatrix: str | os.PathLike | None = None,
+    include_weights: Iterable[str] = (),
+    exclude_weights: Iterable[str] = (),
     log: Callable[[str], None] | None = _stderr,
     on_tensor: Callable[[int, TensorPlan], None] | None = None,
 ) -> QuantizeResult:
-    """Quantize `inp` into `out` as llama-quantize does (no imatrix); returns sizes and the plan.
+    """Quantize `inp` into `out` as llama-quantize does; returns sizes and the plan.
 
-    ftype: a mixture name ("Q4_K_M", "q8_0", "Q3_K" ...) or a `LlamaFileType`.
+    ftype: a mixture name ("Q4_K_M", "q8_0", "IQ2_XXS" ...) or a `LlamaFileType`.
     tensor_types: (name regex, type) overrides, first match wins (``--tensor-type``).
+    imatrix: an importance matrix file (GGUF or legacy .dat; ``--imatrix``), its entries
+    filtered by include_weights / exclude_weights (substrings of tensor names). The path is
+    recorded in the output's metadata as given, as llama-quantize records it.
     log: receives llama-quantize's lines (per tensor, warnings, sizes); None for silence.
     """
     t0 = time.perf_counter()
@@ -108,6 +176,20 @@ def quantize_file(
         raise LlamacliError(f"input and output files are the same: '{inp}'")
     if nthreads is None or nthreads <= 0:
         nthreads = os.cpu_count() or 1
+    imx: dict[str, np.ndarray] = {}
+    imx_datasets: list[str] = []
+    imx_chunks = -1
+    include_weights, exclude_weights = list(include_weights), list(exclude_weights)
+    if include_weights and exclude_weights:
+        raise LlamacliError("--include-weights and --exclude-weights cannot be used together")
+    if imatrix is not None:
+        imx, imx_datasets, imx_chunks = load_quant_imatrix(imatrix, include_weights, exclude_weights, log)
+    if imx:
+        log(f"llama_model_quantize_impl: have importance matrix data with {len(imx)} entries")
+        for v in imx.values():
+            bad = v[~np.isfinite(v)]
+            if bad.size:
+                raise LlamacliError(f"imatrix contains non-finite value {float(bad[0]):f}")
 
     def as_type(t):
         return None if t is None else t if isinstance(t, GGMLQuantizationType) else parse_ggml_type(t)
@@ -116,7 +198,7 @@ def quantize_file(
         ftype=ft, allow_requantize=allow_requantize, quantize_output_tensor=not leave_output_tensor,
         pure=pure, output_tensor_type=as_type(output_tensor_type),
         token_embedding_type=as_type(token_embedding_type),
-        tensor_types=[(p.lower(), as_type(t)) for p, t in tensor_types],
+        tensor_types=[(p.lower(), as_type(t)) for p, t in tensor_types], has_imatrix=bool(imx),
     )
     for name, t in ((n, getattr(opts, n)) for n in ("output_tensor_type", "token_embedding_type")):
         if t is not None and t not in CODECS:
@@ -127,6 +209,35 @@ def quantize_file(
     plan = make_plan([(v.name, v.ne, v.qtype) for v in views.values()], hparams_of(gf), opts)
     for msg in plan.messages:
         log(msg)
+    # the imatrix checks first: they do not depend on which codecs this build has
+    if not imx and not dry_run:
+        bad = next((tp for tp in plan.tensors if tp.allows_quantization and tp.requires_imatrix), None)
+        if bad is not None:
+            log("============================================================================")
+            log(" ERROR: this quantization requires an importance matrix!")
+            log(f"        - offending tensor: {bad.name}")
+            log(f"        - target type: {ggml_type_name(bad.dst_type)}")
+            log("============================================================================")
+            raise LlamacliError("this quantization requires an imatrix!")
+    tensor_weights: dict[str, np.ndarray | None] = {}
+    if imx and not dry_run:
+        for tp in plan.tensors:
+            if not tp.converts:
+                continue
+            w = imx.get(tp.name)
+            n_mat = tp.ne[2] if len(tp.ne) > 2 else 1
+            if w is None:
+                log(f"====== llama_model_quantize_impl: did not find weights for {tp.name}")
+            elif w.size != tp.ne[0] * n_mat:
+                log(f"====== llama_model_quantize_impl: imatrix size {w.size} is different from tensor size "
+                    f"{tp.ne[0] * n_mat} for {tp.name}")
+                if tp.name not in ("token_embd.weight", "per_layer_token_embd.weight"):
+                    raise LlamacliError(f"imatrix size {w.size} is different from tensor size "
+                                        f"{tp.ne[0] * n_mat} for {tp.name}")
+                w = None
+            if w is None and tp.requires_imatrix:
+                raise LlamacliError(f"Missing importance matrix for tensor {tp.name} in a very low-bit quantization")
+            tensor_weights[tp.name] = None if tp.dst_type in _IGNORES_IMATRIX else w
     for tp in plan.tensors:
         if tp.converts and tp.dst_type not in CODECS:
             raise LlamacliError(f"tensor '{tp.name}': cannot write type {ggml_type_name(tp.dst_type)}")
@@ -134,11 +245,11 @@ def quantize_file(
             raise LlamacliError(f"type {ggml_type_name(tp.src_type)} unsupported for integer quantization: "
                                 "no dequantization available")
 
-    will_require_imatrix = any(tp.allows_quantization and tp.requires_imatrix for tp in plan.tensors)
-    if will_require_imatrix and not dry_run:
-        bad = next(tp for tp in plan.tensors if tp.allows_quantization and tp.requires_imatrix)
-        raise LlamacliError(f"this quantization requires an imatrix! (tensor {bad.name}, "
-                            f"type {ggml_type_name(bad.dst_type)})")
+    for tp in plan.tensors:
+        if tensor_weights.get(tp.name) is not None and not _accepts_weights(codec(tp.dst_type)):
+            raise LlamacliError(f"tensor '{tp.name}': quantizing {ggml_type_name(tp.dst_type)} with an importance "
+                                "matrix is not available in this build")
+    will_require_imatrix = not imx and any(tp.allows_quantization and tp.requires_imatrix for tp in plan.tensors)
     if not dry_run and not allow_requantize:
         for tp in plan.tensors:
             if tp.converts and is_quantized(tp.src_type):
@@ -167,6 +278,15 @@ def quantize_file(
         kv = [(k, e.raw) for k, e in gf.kv.items() if k not in _DROPPED_KEYS]
         kv.append(kv_uint32(Keys.General.QUANTIZATION_VERSION, GGML_QNT_VERSION))
         kv.append(kv_uint32(Keys.General.FILE_TYPE, int(ft)))
+        if imx:  # quantize.cpp's kv overrides, applied after the copy (gguf_set_val: replaced at the end)
+            extra = [_kv_override_str(KV_IMATRIX_FILE, str(imatrix))]
+            if imx_datasets:
+                extra.append(_kv_override_str(KV_IMATRIX_DATASET, imx_datasets[0]))
+            extra.append(kv_uint32(KV_IMATRIX_N_ENTRIES, len(imx)))
+            if imx_chunks > 0:
+                extra.append(kv_uint32(KV_IMATRIX_N_CHUNKS, imx_chunks))
+            names = {k for k, _ in extra}
+            kv = [(k, b) for k, b in kv if k not in names] + extra
         infos = [TensorInfo(tp.name, tp.ne, tp.dst_type) for tp in plan.tensors]
         # aligned to 32 as gguf_init_empty's context is, whatever general.alignment says
         with AtomicGGUFWriter(out, kv, infos) as w:
@@ -177,7 +297,7 @@ def quantize_file(
                     log(head + f"size = {v.n_bytes / MIB:8.3f} MiB")
                     new = _copy_tensor(gf, v, i, w)
                 else:
-                    new = _convert_tensor(gf, v, tp, i, w, nthreads)
+                    new = _convert_tensor(gf, v, tp, i, w, nthreads, tensor_weights.get(tp.name))
                     log(head + f"converting to {ggml_type_name(tp.dst_type)} .. "
                         f"size = {v.n_bytes / MIB:8.2f} MiB -> {new / MIB:8.2f} MiB")
                 size_org += v.n_bytes
@@ -223,14 +343,24 @@ def _copy_tensor(gf, v, index: int, w: AtomicGGUFWriter) -> int:
     return v.n_bytes
 
 
-def _convert_tensor(gf, v, tp: TensorPlan, index: int, w: AtomicGGUFWriter, nthreads: int) -> int:
-    """Dequantize (unless F32) and quantize slab by slab; validate input and output."""
+def _expert_slabs(n_rows: int, ne0: int, rows_per_expert: int):
+    """(r0, r1, expert) slabs that never cross an expert's rows (each has its own imatrix slice)."""
+    for e0 in range(0, n_rows, rows_per_expert):
+        for r0, r1 in _slabs(min(rows_per_expert, n_rows - e0), ne0):
+            yield e0 + r0, e0 + r1, e0 // rows_per_expert
+
+
+def _convert_tensor(gf, v, tp: TensorPlan, index: int, w: AtomicGGUFWriter, nthreads: int,
+                    imatrix: np.ndarray | None = None) -> int:
+    """Dequantize (unless F32) and quantize slab by slab; validate input and output. imatrix:
+    float32[ne0 * n_expert], expert e's rows quantized with slice e (llama_tensor_quantize_impl)."""
     src, dst = codec(tp.src_type), codec(tp.dst_type)
     rows = _raw_rows(gf, v)
     ne0 = v.ne[0]
     new = 0
     f32 = None
-    for r0, r1 in _slabs(rows.shape[0], ne0):
+    rows_per_expert = v.ne[1] if len(v.ne) > 1 else 1
+    for r0, r1, ex in _expert_slabs(rows.shape[0], ne0, rows_per_expert):
         slab = rows[r0:r1]
         if src.validate(slab) >= 0:
             raise LlamacliError(f"tensor '{v.name}' has invalid data")
@@ -241,8 +371,11 @@ def _convert_tensor(gf, v, tp: TensorPlan, index: int, w: AtomicGGUFWriter, nthr
                 f32 = np.empty((r1 - r0, ne0), dtype=np.float32)
             x = src.dequantize(slab, _threads_for((r1 - r0) * ne0, _DEQUANTIZE_NS, nthreads),
                                out=f32[:r1 - r0])
-        q = dst.quantize(x, _threads_for((r1 - r0) * ne0, _QUANTIZE_NS.get(tp.dst_type, 90), nthreads),
-                         check_finite=False)
+        nt = _threads_for((r1 - r0) * ne0, _QUANTIZE_NS.get(tp.dst_type, 90), nthreads)
+        if imatrix is not None:
+            q = dst.quantize(x, nt, check_finite=False, weights=imatrix[ex * ne0:(ex + 1) * ne0])
+        else:
+            q = dst.quantize(x, nt, check_finite=False)
         if dst.validate(q) >= 0:
             raise LlamacliError(f"quantized data validation failed (tensor '{v.name}', type {ggml_type_name(tp.dst_type)})")
         w.write(index, q)
@@ -262,6 +395,12 @@ _QUANTIZE_NS = {
     GGMLQuantizationType.Q6_K: 90,
 }
 _DEQUANTIZE_NS = 1.0
+
+# types whose ggml quantize_* ignores quant_weights (quantize_q8_0, _mxfp4, _tq1_0, _tq2_0; the
+# float conversions take none): the imatrix is looked up for them but not passed on
+_IGNORES_IMATRIX = {GGMLQuantizationType.Q8_0, GGMLQuantizationType.MXFP4, GGMLQuantizationType.TQ1_0,
+                    GGMLQuantizationType.TQ2_0, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
+                    GGMLQuantizationType.F32}
 _MIN_PARALLEL_NS = 4e6  # a slab worth less than ~4 ms of one core runs on one thread
 
 

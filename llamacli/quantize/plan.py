@@ -38,12 +38,26 @@ QUANT_OPTIONS: dict[str, F] = {
     "Q4_1": F.MOSTLY_Q4_1,
     "Q5_0": F.MOSTLY_Q5_0,
     "Q5_1": F.MOSTLY_Q5_1,
+    "IQ2_XXS": F.MOSTLY_IQ2_XXS,
+    "IQ2_XS": F.MOSTLY_IQ2_XS,
+    "IQ2_S": F.MOSTLY_IQ2_S,
+    "IQ2_M": F.MOSTLY_IQ2_M,
+    "IQ1_S": F.MOSTLY_IQ1_S,
+    "IQ1_M": F.MOSTLY_IQ1_M,
+    "TQ1_0": F.MOSTLY_TQ1_0,
+    "TQ2_0": F.MOSTLY_TQ2_0,
     "Q2_K": F.MOSTLY_Q2_K,
     "Q2_K_S": F.MOSTLY_Q2_K_S,
+    "IQ3_XXS": F.MOSTLY_IQ3_XXS,
+    "IQ3_S": F.MOSTLY_IQ3_S,
+    "IQ3_M": F.MOSTLY_IQ3_M,
     "Q3_K": F.MOSTLY_Q3_K_M,  # alias for Q3_K_M
+    "IQ3_XS": F.MOSTLY_IQ3_XS,
     "Q3_K_S": F.MOSTLY_Q3_K_S,
     "Q3_K_M": F.MOSTLY_Q3_K_M,
     "Q3_K_L": F.MOSTLY_Q3_K_L,
+    "IQ4_NL": F.MOSTLY_IQ4_NL,
+    "IQ4_XS": F.MOSTLY_IQ4_XS,
     "Q4_K": F.MOSTLY_Q4_K_M,  # alias for Q4_K_M
     "Q4_K_S": F.MOSTLY_Q4_K_S,
     "Q4_K_M": F.MOSTLY_Q4_K_M,
@@ -67,6 +81,10 @@ DEFAULT_TYPE: dict[F, T] = {
     F.MOSTLY_Q4_K_S: T.Q4_K, F.MOSTLY_Q4_K_M: T.Q4_K,
     F.MOSTLY_Q5_K_S: T.Q5_K, F.MOSTLY_Q5_K_M: T.Q5_K,
     F.MOSTLY_Q6_K: T.Q6_K, F.MOSTLY_MXFP4_MOE: T.MXFP4,
+    F.MOSTLY_IQ3_XS: T.IQ3_S, F.MOSTLY_TQ1_0: T.TQ1_0, F.MOSTLY_TQ2_0: T.TQ2_0,
+    F.MOSTLY_IQ2_XXS: T.IQ2_XXS, F.MOSTLY_IQ2_XS: T.IQ2_XS, F.MOSTLY_IQ2_S: T.IQ2_XS, F.MOSTLY_IQ2_M: T.IQ2_S,
+    F.MOSTLY_IQ3_XXS: T.IQ3_XXS, F.MOSTLY_IQ1_S: T.IQ1_S, F.MOSTLY_IQ1_M: T.IQ1_M,
+    F.MOSTLY_IQ4_NL: T.IQ4_NL, F.MOSTLY_IQ4_XS: T.IQ4_XS, F.MOSTLY_IQ3_S: T.IQ3_S, F.MOSTLY_IQ3_M: T.IQ3_S,
 }
 
 FLOAT_TYPES = (T.F32, T.F16, T.BF16)
@@ -122,6 +140,7 @@ class PlanOptions:
     output_tensor_type: T | None = None
     token_embedding_type: T | None = None
     tensor_types: list[tuple[str, T]] = field(default_factory=list)  # (regex, type), in order
+    has_imatrix: bool = False  # quantize_state_impl::has_imatrix: some mixtures differ with one
 
 
 # -- tensor categories (tensor_get_category) ---------------------------------------------------
@@ -321,11 +340,22 @@ class _State:
         return i_layer, n_layer
 
 
+# the mixtures llama_tensor_get_type_impl treats together
+_IQ2_LIKE = (F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS, F.MOSTLY_IQ1_S, F.MOSTLY_IQ2_S, F.MOSTLY_IQ2_M, F.MOSTLY_IQ1_M)
+_OUTPUT_Q5_K = (F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS, F.MOSTLY_IQ3_XXS, F.MOSTLY_IQ1_S, F.MOSTLY_IQ2_S,
+                F.MOSTLY_IQ2_M, F.MOSTLY_IQ1_M)
+_ATTN_OUT_MOE_Q5_K = (F.MOSTLY_Q2_K, F.MOSTLY_IQ3_XS, F.MOSTLY_IQ3_XXS, F.MOSTLY_Q3_K_S, F.MOSTLY_Q3_K_M,
+                      F.MOSTLY_IQ4_NL, F.MOSTLY_Q4_K_S, F.MOSTLY_Q4_K_M, F.MOSTLY_IQ3_S, F.MOSTLY_IQ3_M,
+                      F.MOSTLY_IQ4_XS)
+
+
 def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftype: F, cat: Cat) -> T:
-    """llama_tensor_get_type_impl, for the k-quant, legacy and MXFP4_MOE mixtures (no IQ types)."""
+    """llama_tensor_get_type_impl, branch for branch."""
     hp = qs.hp
     arch = hp.arch
     opts = qs.opts
+    has_imatrix = opts.has_imatrix
+    is_iq2s = ftype in (F.MOSTLY_IQ2_S, F.MOSTLY_IQ2_M)
 
     if arch == "glm5-next" and any(s in name for s in ("attn_q_a", "attn_q_b", "nextn.eh_proj")):
         if new_type not in FLOAT_TYPES:
@@ -339,6 +369,8 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
             qk_k = GGML_QUANT_SIZES[new_type][0]
             if ftype == F.MOSTLY_MXFP4_MOE or arch == "falcon" or nx % qk_k != 0:
                 new_type = T.Q8_0
+            elif ftype in _OUTPUT_Q5_K:
+                new_type = T.Q5_K
             elif new_type != T.Q8_0:
                 new_type = T.Q6_K
     elif ftype == F.MOSTLY_MXFP4_MOE:
@@ -349,14 +381,48 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
     elif cat == Cat.TOKEN_EMBD:
         if opts.token_embedding_type is not None:
             new_type = opts.token_embedding_type
+        elif ftype in (F.MOSTLY_IQ2_XXS, F.MOSTLY_IQ2_XS, F.MOSTLY_IQ1_S, F.MOSTLY_IQ1_M):
+            new_type = T.Q2_K
+        elif is_iq2s or ftype == F.MOSTLY_IQ3_XXS:
+            new_type = T.IQ3_S
+        elif ftype in (F.MOSTLY_TQ1_0, F.MOSTLY_TQ2_0):  # (and Q2_0, which gguf-py does not know)
+            new_type = T.Q4_K
+    elif ftype in _IQ2_LIKE:
+        if _is_attn_v(cat):
+            if hp.n_gqa >= 4 or hp.n_expert >= 4:
+                new_type = T.Q4_K
+            else:
+                new_type = T.IQ3_S if is_iq2s else T.Q2_K
+            qs.i_attention_wv += 1
+        elif hp.n_expert == 8 and cat == Cat.ATTENTION_K:
+            new_type = T.Q4_K
+        elif cat == Cat.FFN_DOWN:
+            if qs.i_ffn_down < qs.n_ffn_down // 8:
+                new_type = T.IQ3_S if is_iq2s else T.Q2_K
+            qs.i_ffn_down += 1
+        elif cat == Cat.ATTENTION_OUTPUT:
+            if hp.n_expert == 8:
+                new_type = T.Q5_K
+            elif ftype in (F.MOSTLY_IQ1_S, F.MOSTLY_IQ1_M):
+                new_type = T.IQ2_XXS
+            elif is_iq2s:
+                new_type = T.IQ3_S
     elif _is_attn_v(cat):
         if ftype == F.MOSTLY_Q2_K:
             new_type = T.Q4_K if hp.n_gqa >= 4 else T.Q3_K
         elif ftype == F.MOSTLY_Q2_K_S and hp.n_gqa >= 4:
             new_type = T.Q4_K
+        elif ftype == F.MOSTLY_IQ3_XXS:
+            new_type = T.Q4_K if hp.n_gqa >= 4 else (T.IQ3_S if not has_imatrix else T.IQ3_XXS)
+        elif ftype in (F.MOSTLY_IQ3_XS, F.MOSTLY_IQ3_S) and hp.n_gqa >= 4:
+            new_type = T.Q4_K
+        elif ftype == F.MOSTLY_IQ3_M:
+            new_type = T.Q4_K
         elif ftype == F.MOSTLY_Q3_K_M:
             new_type = T.Q5_K if qs.i_attention_wv < 2 else T.Q4_K
         elif ftype == F.MOSTLY_Q3_K_L:
+            new_type = T.Q5_K
+        elif ftype in (F.MOSTLY_IQ4_NL, F.MOSTLY_IQ4_XS) and hp.n_gqa >= 4:
             new_type = T.Q5_K
         elif ftype in (F.MOSTLY_Q4_K_M, F.MOSTLY_Q5_K_M) and _use_more_bits(qs.i_attention_wv, qs.n_attention_wv):
             new_type = T.Q6_K
@@ -371,8 +437,15 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
     elif cat == Cat.ATTENTION_K:
         if hp.n_expert == 8:
             new_type = T.Q8_0
+        elif ftype == F.MOSTLY_IQ3_XS:
+            new_type = T.IQ3_XXS
+        elif ftype == F.MOSTLY_IQ3_XXS:
+            new_type = T.IQ2_S
     elif cat == Cat.ATTENTION_Q:
-        pass  # only the IQ3 mixtures touch attn_q
+        if ftype == F.MOSTLY_IQ3_XS:
+            new_type = T.IQ3_XXS
+        elif ftype == F.MOSTLY_IQ3_XXS:
+            new_type = T.IQ2_S
     elif cat == Cat.FFN_DOWN:
         i_layer, n_layer = qs.layer_info(qs.i_ffn_down, qs.n_ffn_down, name)
         if ftype == F.MOSTLY_Q2_K:
@@ -380,6 +453,8 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
         elif ftype == F.MOSTLY_Q2_K_S:
             if i_layer < n_layer // 8:
                 new_type = T.Q4_K
+        elif ftype == F.MOSTLY_IQ3_XXS and not has_imatrix:
+            new_type = T.Q4_K if i_layer < n_layer // 8 else T.Q3_K
         elif ftype == F.MOSTLY_Q3_K_M:
             if i_layer < n_layer // 16:
                 new_type = T.Q5_K
@@ -387,6 +462,9 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
                 new_type = T.Q4_K
             else:
                 new_type = T.Q3_K
+        elif ftype == F.MOSTLY_IQ3_M and (i_layer < n_layer // 8
+                                          or (hp.n_expert == 8 and _use_more_bits(i_layer, n_layer))):
+            new_type = T.Q4_K
         elif ftype == F.MOSTLY_Q3_K_L:
             new_type = T.Q4_K if arch == "falcon" else T.Q5_K
         elif ftype == F.MOSTLY_Q4_K_M:
@@ -395,45 +473,62 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
                             else T.Q5_K if _use_more_bits(i_layer, n_layer) else T.Q4_K)
             elif _use_more_bits(i_layer, n_layer):
                 new_type = T.Q6_K
+        elif i_layer < n_layer // 8 and ftype in (F.MOSTLY_IQ4_NL, F.MOSTLY_IQ4_XS) and not has_imatrix:
+            new_type = T.Q5_K
         elif ftype == F.MOSTLY_Q5_K_M and _use_more_bits(i_layer, n_layer):
             new_type = T.Q6_K
         elif ftype == F.MOSTLY_Q4_K_S and arch != "falcon" and i_layer < n_layer // 8:
             new_type = T.Q5_K
-        # (Q4_0 / Q5_0 with an imatrix would bump the first layers; there is no imatrix here)
+        elif ftype in (F.MOSTLY_Q4_0, F.MOSTLY_Q5_0) and has_imatrix and i_layer < n_layer // 8:
+            # only with an imatrix: without one, the files stay as they were before imatrices
+            new_type = T.Q4_1 if ftype == F.MOSTLY_Q4_0 else T.Q5_1
         qs.i_ffn_down += 1
     elif cat == Cat.ATTENTION_OUTPUT:
         if arch != "falcon":
             if hp.n_expert == 8:
-                if ftype in (F.MOSTLY_Q2_K, F.MOSTLY_Q3_K_S, F.MOSTLY_Q3_K_M, F.MOSTLY_Q4_K_S, F.MOSTLY_Q4_K_M):
+                if ftype in _ATTN_OUT_MOE_Q5_K:
                     new_type = T.Q5_K
             else:
                 if ftype == F.MOSTLY_Q2_K:
                     new_type = T.Q3_K
+                elif ftype == F.MOSTLY_IQ3_XXS:
+                    new_type = T.IQ3_S
                 elif ftype == F.MOSTLY_Q3_K_M:
                     new_type = T.Q4_K
                 elif ftype == F.MOSTLY_Q3_K_L:
                     new_type = T.Q5_K
+                elif ftype == F.MOSTLY_IQ3_M:
+                    new_type = T.Q4_K
         else:
             if ftype == F.MOSTLY_Q3_K_L:
                 new_type = T.Q4_K
     elif cat == Cat.ATTENTION_QKV:
-        if ftype in (F.MOSTLY_Q3_K_M, F.MOSTLY_Q3_K_L):
+        if ftype in (F.MOSTLY_Q3_K_M, F.MOSTLY_Q3_K_L, F.MOSTLY_IQ3_M):
             new_type = T.Q4_K
         elif ftype == F.MOSTLY_Q4_K_M:
             new_type = T.Q5_K
         elif ftype == F.MOSTLY_Q5_K_M:
             new_type = T.Q6_K
     elif cat == Cat.FFN_GATE:
-        qs.layer_info(qs.i_ffn_gate, qs.n_ffn_gate, name)
+        i_layer, n_layer = qs.layer_info(qs.i_ffn_gate, qs.n_ffn_gate, name)
+        if ftype == F.MOSTLY_IQ3_XS and n_layer // 8 <= i_layer < 7 * n_layer // 8:
+            new_type = T.IQ3_XXS
         qs.i_ffn_gate += 1
     elif cat == Cat.FFN_UP:
-        qs.layer_info(qs.i_ffn_up, qs.n_ffn_up, name)
+        i_layer, n_layer = qs.layer_info(qs.i_ffn_up, qs.n_ffn_up, name)
+        if ftype == F.MOSTLY_IQ3_XS and n_layer // 8 <= i_layer < 7 * n_layer // 8:
+            new_type = T.IQ3_XXS
         qs.i_ffn_up += 1
     return new_type
 
 
 # tensor_type_fallback: a 256-block type whose block does not divide the row
-_FALLBACK = {T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+_FALLBACK = {
+    T.IQ1_S: T.IQ4_NL, T.IQ1_M: T.IQ4_NL, T.IQ2_XXS: T.IQ4_NL, T.IQ2_XS: T.IQ4_NL, T.IQ2_S: T.IQ4_NL,
+    T.IQ3_XXS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ4_XS: T.IQ4_NL,
+    T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.TQ1_0: T.Q4_0, T.TQ2_0: T.Q4_0,
+    T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
+}
 
 
 def _fallback(qs: _State, name: str, ne: tuple[int, ...], target: T) -> T:
@@ -483,11 +578,15 @@ def _get_type(qs: _State, name: str, ne: tuple[int, ...], src: T, default_type: 
     return new_type
 
 
+# the types whose quantizers need an importance matrix (tensor_requires_imatrix)
+_NEEDS_IMATRIX = (T.IQ3_XXS, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ1_M, T.IQ1_S)
+
+
 def _requires_imatrix(name: str, dst: T, ftype: F) -> bool:
-    """tensor_requires_imatrix (for the types this tool writes: Q2_K inside a Q2_K_S file)."""
+    """tensor_requires_imatrix: the very low-bit i-quants, and Q2_K inside a Q2_K_S file."""
     if _is_token_embd(name) or name == "output.weight":
         return False
-    return dst == T.Q2_K and ftype == F.MOSTLY_Q2_K_S
+    return dst in _NEEDS_IMATRIX or (dst == T.Q2_K and ftype == F.MOSTLY_Q2_K_S)
 
 
 def make_plan(tensors: list[tuple[str, tuple[int, ...], T]], hp: Hparams, opts: PlanOptions) -> Plan:
