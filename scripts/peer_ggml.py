@@ -72,3 +72,31 @@ def vec_dot(qtype: T, row: np.ndarray, act: np.ndarray, n: int) -> np.float32:
 def act_bytes(qtype: T, q: np.ndarray, d: np.ndarray, aux: np.ndarray) -> np.ndarray:
     """One activation row in the block layout ggml pairs with this weight type."""
     return q8_0_bytes(q, d) if ACT.get(qtype, "q8_K") == "q8_0" else q8_K_bytes(q, d, aux)
+
+
+_BASE = None
+
+
+def quantize_chunk(qtype: T, x: np.ndarray, imatrix: np.ndarray | None = None) -> np.ndarray:
+    """ggml_quantize_chunk(type, x, dst, 0, nrows, n_per_row, imatrix) from libggml-base:
+    float32[nrows, n_per_row] -> uint8[nrows, row_bytes], what llama-quantize writes."""
+    global _BASE
+    if _BASE is None:
+        _BASE = ctypes.CDLL(str(LIB.with_name("libggml-base.so")), mode=ctypes.RTLD_GLOBAL)
+        _BASE.ggml_quantize_chunk.restype = ctypes.c_size_t
+        _BASE.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                              ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        _BASE.ggml_quantize_init.argtypes = [ctypes.c_int]
+    x = np.ascontiguousarray(x, np.float32)
+    nrows, n = x.shape
+    bs, ts = GGML_QUANT_SIZES[qtype]
+    out = np.zeros((nrows, n // bs * ts), np.uint8)
+    w = None
+    if imatrix is not None:
+        w = np.ascontiguousarray(imatrix, np.float32)
+        assert w.shape == (n,)
+    _BASE.ggml_quantize_init(int(qtype))
+    size = _BASE.ggml_quantize_chunk(int(qtype), x.ctypes.data, out.ctypes.data, 0, nrows, n,
+                                     None if w is None else w.ctypes.data)
+    assert size == out.nbytes, (size, out.nbytes)
+    return out

@@ -5,7 +5,9 @@
 ``quantize(rows: float32[n, ne0], nthreads) -> uint8[n, row_bytes]``.
 
 One module per family registers its types: ``floats`` (F32, F16, BF16), ``legacy``
-(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and ``kquants`` (Q2_K .. Q6_K). The quantizers are ggml's
+(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q1_0), ``kquants`` (Q2_K .. Q6_K), ``mxfp4`` (MXFP4, NVFP4),
+``ternary`` (TQ1_0, TQ2_0), ``iquants`` (IQ4_NL, IQ4_XS), ``iq2`` (IQ2_XXS, IQ2_XS, IQ2_S,
+IQ1_S, IQ1_M: the grids of iq2xs_init_impl) and ``iq3`` (IQ3_XXS, IQ3_S: iq3xs_init_impl). The quantizers are ggml's
 ``quantize_row_*_ref`` (no importance matrix), which is what ``llama-quantize`` runs
 when it is given no imatrix. The kernels are Numba ``@njit`` functions, parallel over rows.
 
@@ -49,6 +51,15 @@ class Codec:
     _quantize: Callable
     _dequantize: Callable
     _validate: Callable
+    # ``_quantize_weighted(x, w: float32[ne0], out)``: ggml's ``quantize_*`` given quant_weights
+    # (an importance matrix row, the same for every row); None if this codec takes none
+    _quantize_weighted: Callable | None = None
+    # ggml_quantize_requires_imatrix: the type is refused without weights
+    requires_weights: bool = False
+
+    @property
+    def takes_weights(self) -> bool:
+        return self._quantize_weighted is not None
 
     @property
     def block_size(self) -> int:
@@ -64,11 +75,17 @@ class Codec:
         return ne0 // self.block_size * self.type_size
 
     def quantize(self, rows: np.ndarray, nthreads: int | None = None, out: np.ndarray | None = None,
-                 check_finite: bool = True) -> np.ndarray:
-        """float32[n, ne0] -> uint8[n, row_bytes], bit-exact with ggml's ``quantize_row_*_ref``.
+                 check_finite: bool = True, weights: np.ndarray | None = None) -> np.ndarray:
+        """float32[n, ne0] -> uint8[n, row_bytes], bit-exact with ggml's ``quantize_chunk``.
 
+        Without `weights` that is ``quantize_row_*_ref`` for the legacy and K-quants; with them
+        (float32[ne0], one importance matrix row) it is ``quantize_*`` given quant_weights.
         Rows holding a NaN or an infinity are refused (`NonFiniteError`) unless the caller has
         validated them already (check_finite=False)."""
+        if weights is None and self.requires_weights:
+            raise ValueError(f"{self.qtype.name}: this quantization requires an importance matrix")
+        if weights is not None and self._quantize_weighted is None:
+            raise ValueError(f"{self.qtype.name}: this codec takes no importance weights")
         x = np.asarray(rows)
         if x.dtype != np.float32:
             raise TypeError(f"{self.qtype.name}.quantize: expected float32 rows, got {x.dtype}")
@@ -87,7 +104,13 @@ class Codec:
             out = np.empty((n, rb), dtype=np.uint8)
         elif out.shape != (n, rb) or out.dtype != np.uint8 or not out.flags.c_contiguous:
             raise ValueError(f"{self.qtype.name}.quantize: out must be uint8[{n}, {rb}], got {out.dtype}{out.shape}")
-        self._quantize(x, out)
+        if weights is None:
+            self._quantize(x, out)
+        else:
+            w = np.ascontiguousarray(weights, dtype=np.float32).reshape(-1)
+            if w.shape[0] != ne0:
+                raise ValueError(f"{self.qtype.name}.quantize: {w.shape[0]} weights for rows of {ne0}")
+            self._quantize_weighted(x, w, out)
         return out
 
     def dequantize(self, rows: np.ndarray, nthreads: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
@@ -135,3 +158,4 @@ def codec(qtype: GGMLQuantizationType | int) -> Codec:
 
 from ._bits import first_nonfinite_row as _first_nonfinite_row  # noqa: E402
 from . import floats, legacy, kquants, mxfp4  # noqa: E402,F401  (each registers its types)
+from . import iquants, ternary, iq2, iq3  # noqa: E402,F401

@@ -114,12 +114,7 @@ def _kv_override_str(key: str, value: str) -> tuple[str, bytes]:
 
 
 def _accepts_weights(c) -> bool:
-    import inspect
-
-    try:
-        return "weights" in inspect.signature(c.quantize).parameters
-    except (TypeError, ValueError):
-        return False
+    return c.takes_weights
 
 
 def _stderr(line: str) -> None:
