@@ -9,7 +9,8 @@ They are decoded from gguf-py's copies (``gguf.quants.<TYPE>.grid_hex`` / ``ksig
 * ``IQ1S_GRID`` int8[2048, 8] (-1, 0, 1), shared by IQ1_S and IQ1_M;
 * ``KSIGNS`` uint8[128]: ksigns_iq2xs, seven sign bits and their parity; ``KEVEN_SIGNS``
   int8[128, 8] is ggml's keven_signs_q2xs (bit j of ksigns[i] set -> -1);
-* ``KVALUES_IQ4NL`` int8[16] and ``KVALUES_FP4`` int8[16] (kvalues_iq4nl, kvalues_mxfp4).
+* ``KVALUES_IQ4NL`` int8[16] and ``KVALUES_FP4`` int8[16] (kvalues_iq4nl, kvalues_mxfp4);
+* ``UE4M3_TO_F32`` float32[256]: ggml_ue4m3_to_fp32, NVFP4's scales.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ KSIGNS = np.frombuffer(_q.IQ2_XXS.ksigns, np.uint8).copy()
 KEVEN_SIGNS = np.where((KSIGNS[:, None] >> np.arange(8, dtype=np.uint8)) & 1, -1, 1).astype(np.int8)
 KVALUES_IQ4NL = np.array(_q.IQ4_NL.kvalues, np.int8)
 KVALUES_FP4 = np.array(_q.MXFP4.kvalues, np.int8)
+# ggml_ue4m3_to_fp32 of every byte (NVFP4's scales, with the 0.5 of the doubled kvalues)
+UE4M3_TO_F32 = np.asarray(_q.NVFP4.ue4m3_to_fp32(np.arange(256, dtype=np.uint8)), np.float32)
 
 IQ1S_DELTA = np.float32(_q.IQ1_S.delta)  # IQ1S_DELTA and IQ1M_DELTA of ggml-common.h (both 0.125)
 

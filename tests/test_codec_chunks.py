@@ -32,8 +32,12 @@ def test_quantize_chunk_is_ggml_s(name):
     qt = T[name]
     assert qt in CODECS, f"no codec for {name}"
     c = CODECS[qt]
-    for key, want in GOLDEN["types"][name].items():
+    golden = GOLDEN["types"][name]
+    for key, want in golden.items():
         case, kind = key.split("/")
+        if not c.takes_weights:  # ggml's quantize_* ignores quant_weights for this type, so do we
+            assert want == golden[f"{case}/none"], f"{name}: ggml uses the weights, the codec takes none"
+            kind = "none"
         q = c.quantize(codec_cases.rows(case), 2, weights=codec_cases.weights(kind))
         got = _hashes(q)
         bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]

@@ -153,3 +153,9 @@ def first_bad_fp16_field(q, type_size, off0, off1):
         if e == 0x7C:
             return r
     return -1
+
+
+def fp16_validator(type_size: int, off0: int, off1: int = -1):
+    """A Codec's ``_validate`` for blocks of `type_size` bytes whose fp16 scale sits at `off0`
+    (and a second at `off1`)."""
+    return lambda q: first_bad_fp16_field(q, type_size, off0, off1)

@@ -18,9 +18,9 @@ import numpy as np
 from numba import njit, prange
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
-from gguf.quants import NVFP4 as _GGUF_NVFP4
 
 from ..codec.mxfp4 import BS, KVALUES, QK, e8m0_half
+from ..grids import UE4M3_TO_F32
 from ..simd import fma32, hsum8
 
 
@@ -83,8 +83,6 @@ def matmul_mxfp4(W, q, d, aux, out, scratch):
 # the high ones, E2M1 codes of kvalues_mxfp4. 64 values a block, dotted against two q8_0 blocks.
 QK_NVFP4, BS_NVFP4 = GGML_QUANT_SIZES[T.NVFP4]
 QK_NVFP4_SUB = 16
-# GGML_CPU_UE4M3_TO_FP32 (ggml_ue4m3_to_fp32, with the 0.5 of the doubled kvalues), from gguf-py's copy
-UE4M3_TO_F32 = np.asarray(_GGUF_NVFP4.ue4m3_to_fp32(np.arange(256, dtype=np.uint8)), np.float32)
 
 
 @njit(inline="always", cache=True)
