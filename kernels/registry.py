@@ -3,7 +3,8 @@
 Geometry (block size, bytes per block) always comes from ``gguf.constants.GGML_QUANT_SIZES``.
 Each type's *codec* (reference quantize / dequantize, bit-exact with ggml) is registered by
 ``codec/``; its *dot* kernels (the activation type it is dotted against and the
-matrix-vector / matrix-matrix products) by ``dot/``. An unknown type is an error naming it.
+matrix-vector / matrix-matrix products) by ``dot/``; its *fallback* (the type llama-quant writes
+instead when the block does not divide a row) is `FALLBACK`. An unknown type is an error naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from .dot import DOTS
 
 class UnsupportedType(ValueError):
     pass
+
+
+T = GGMLQuantizationType
+# llama-quant's tensor_type_fallback: the 32-block type a 256-block type falls back to
+FALLBACK = {
+    T.IQ1_S: T.IQ4_NL, T.IQ1_M: T.IQ4_NL, T.IQ2_XXS: T.IQ4_NL, T.IQ2_XS: T.IQ4_NL, T.IQ2_S: T.IQ4_NL,
+    T.IQ3_XXS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ4_XS: T.IQ4_NL,
+    T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.TQ1_0: T.Q4_0, T.TQ2_0: T.Q4_0,
+    T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,15 @@ class WeightType:
         if c is None:
             raise UnsupportedType(f"no quantize/dequantize for weight type {self.name}")
         return c
+
+    @property
+    def fallback(self) -> GGMLQuantizationType | None:
+        return FALLBACK.get(self.qtype)
+
+    @property
+    def act(self) -> str:
+        """The activation type ggml dots this weight type against (vec_dot_type on x86)."""
+        return self.dot.act
 
     @property
     def dot(self):

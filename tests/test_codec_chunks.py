@@ -66,3 +66,18 @@ def test_dequantize_is_gguf_py_s(name):
         got = c.dequantize(q, 2)
         want = _dequantize_ref(qt, q).astype(np.float32)
         assert got.tobytes() == want.tobytes(), f"{name} {case}: dequantize differs"
+
+
+def test_iq4_best_index_is_the_bisection():
+    """best_index_int8 by table lookup against its slow twin, the bisection as ggml writes it,
+    on random values and on every midpoint of the table and its float32 neighbours."""
+    from llamacli.kernels.codec.iquants import UPPER_IQ4NL, best_index_int8, best_index_int8_slow
+    from llamacli.kernels.grids import KVALUES_IQ4NL as v
+
+    mids = (v[:-1].astype(np.float32) + v[1:]) / np.float32(2)
+    xs = np.concatenate([np.random.default_rng(3).uniform(-140, 130, 4000).astype(np.float32), mids,
+                         np.nextafter(mids, np.float32(-200)), np.nextafter(mids, np.float32(200)),
+                         v.astype(np.float32), np.array([-0.0, 0.0, -1e-30, 127.5], np.float32)])
+    got = [best_index_int8(v, UPPER_IQ4NL, x) for x in xs]
+    want = [best_index_int8_slow(v, x) for x in xs]
+    assert got == want

@@ -37,10 +37,10 @@ NTRY = 7
 NO_WEIGHTS = np.zeros(0, np.float32)
 
 
-@njit(inline="always", cache=True)
-def best_index_int8(values, x):
-    """best_index_int8 (ggml-quants.c): the nearest table entry by bisection, ties to the upper."""
-    n = values.shape[0]
+def best_index_int8_slow(values, x):
+    """best_index_int8 (ggml-quants.c) as written there: bisect to the bracketing pair, then the
+    nearer of the two (the upper on a tie); the slow twin of `best_index_int8`."""
+    n = len(values)
     if x <= values[0]:
         return 0
     if x >= values[n - 1]:
@@ -52,11 +52,35 @@ def best_index_int8(values, x):
             mu = mav
         else:
             ml = mav
+    return mu - 1 if np.float32(x - np.float32(values[mu - 1])) < np.float32(np.float32(values[mu]) - x) else mu
+
+
+def _upper_index(values) -> np.ndarray:
+    """For every integer k in [-128, 127]: the first i with values[i] > k. Because the table is
+    integers, values[i] > x exactly when values[i] > floor(x), so this is where the bisection of
+    best_index_int8 ends."""
+    k = np.arange(-128, 128)
+    return np.searchsorted(values.astype(np.int64), k, side="right").astype(np.int64)
+
+
+UPPER_IQ4NL = _upper_index(KVALUES_IQ4NL)
+
+
+@njit(inline="always", cache=True)
+def best_index_int8(values, upper, x):
+    """best_index_int8 without the bisection: the bracketing pair from `upper` (floor(x) indexes
+    it), then the same float32 comparison."""
+    n = values.shape[0]
+    if x <= values[0]:
+        return 0
+    if x >= values[n - 1]:
+        return n - 1
+    mu = upper[np.int64(np.floor(x)) + 128]
     return mu - 1 if x - np.float32(values[mu - 1]) < np.float32(values[mu]) - x else mu
 
 
 @njit(cache=True)
-def _superblock(x, qw, values, row, o, sbs, scales, weight, L):
+def _superblock(x, qw, values, upper, row, o, sbs, scales, weight, L):
     """quantize_row_iq4_nl_impl(sbs, 32, ...) for the `sbs` weights x (one super-block) into
     row[o:]: an IQ4_NL block when sbs == 32, an IQ4_XS block when sbs == QK_K. `qw` holds the
     super-block's importance weights or nothing."""
@@ -92,7 +116,7 @@ def _superblock(x, qw, values, row, o, sbs, scales, weight, L):
         inv = f(1.0) / d
         sumqx, sumq2 = f(0.0), f(0.0)
         for j in range(32):
-            l = best_index_int8(values, inv * x[xo + j])
+            l = best_index_int8(values, upper, inv * x[xo + j])
             L[xo + j] = l
             q = f(values[l])
             w = weight[j]
@@ -104,7 +128,7 @@ def _superblock(x, qw, values, row, o, sbs, scales, weight, L):
             inv = f(itry + values[0]) / mx
             sumqx, sumq2 = f(0.0), f(0.0)
             for j in range(32):
-                q = f(values[best_index_int8(values, inv * x[xo + j])])
+                q = f(values[best_index_int8(values, upper, inv * x[xo + j])])
                 w = weight[j]
                 sumqx += w * q * x[xo + j]
                 sumq2 += w * q * q
@@ -124,7 +148,7 @@ def _superblock(x, qw, values, row, o, sbs, scales, weight, L):
             dl = d * f(l)
             idl = f(1.0) / dl if dl != 0 else f(0.0)
             for j in range(32):
-                L[ib * 32 + j] = best_index_int8(values, idl * x[ib * 32 + j])
+                L[ib * 32 + j] = best_index_int8(values, upper, idl * x[ib * 32 + j])
             l += 32
             if ib % 2 == 0:
                 row[o + 4 + ib // 2] = l & 0xF
@@ -137,14 +161,14 @@ def _superblock(x, qw, values, row, o, sbs, scales, weight, L):
         store_fp16(row, o, scales[0])
         inv = f(1.0) / scales[0] if scales[0] != 0 else f(0.0)
         for j in range(sbs):
-            L[j] = best_index_int8(values, inv * x[j])
+            L[j] = best_index_int8(values, upper, inv * x[j])
     for i in range(sbs // 32):
         for j in range(16):
             row[q_off + 16 * i + j] = L[32 * i + j] | (L[32 * i + 16 + j] << 4)
 
 
 @njit(cache=True, parallel=True)
-def _quantize_rows(x, qw, out, sbs, type_size, values):
+def _quantize_rows(x, qw, out, sbs, type_size, values, upper):
     """quantize_iq4_nl / quantize_iq4_xs: every super-block of every row."""
     n, ne0 = x.shape
     for r in prange(n):
@@ -153,7 +177,7 @@ def _quantize_rows(x, qw, out, sbs, type_size, values):
         L = np.empty(sbs, np.int64)
         for b in range(ne0 // sbs):
             w = qw[b * sbs:(b + 1) * sbs] if qw.shape[0] else qw
-            _superblock(x[r, b * sbs:(b + 1) * sbs], w, values, out[r], b * type_size, sbs, scales, weight, L)
+            _superblock(x[r, b * sbs:(b + 1) * sbs], w, values, upper, out[r], b * type_size, sbs, scales, weight, L)
 
 
 @njit(cache=True, parallel=True)
@@ -183,10 +207,10 @@ def _dequantize_rows(q, out, sbs, type_size, values):
 def _codec(qt: T, sbs: int, type_size: int) -> Codec:
     return Codec(
         qt,
-        lambda x, out: _quantize_rows(x, NO_WEIGHTS, out, sbs, type_size, KVALUES_IQ4NL),
+        lambda x, out: _quantize_rows(x, NO_WEIGHTS, out, sbs, type_size, KVALUES_IQ4NL, UPPER_IQ4NL),
         lambda q, out: _dequantize_rows(q, out, sbs, type_size, KVALUES_IQ4NL),
         fp16_validator(type_size, 0),
-        _quantize_weighted=lambda x, w, out: _quantize_rows(x, w, out, sbs, type_size, KVALUES_IQ4NL))
+        _quantize_weighted=lambda x, w, out: _quantize_rows(x, w, out, sbs, type_size, KVALUES_IQ4NL, UPPER_IQ4NL))
 
 
 register(_codec(T.IQ4_NL, QK4_NL, TS_NL))

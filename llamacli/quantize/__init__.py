@@ -391,9 +391,10 @@ _QUANTIZE_NS = {
 }
 _DEQUANTIZE_NS = 1.0
 
-# types whose ggml quantize_* ignores quant_weights (quantize_q8_0, _mxfp4, _tq1_0, _tq2_0; the
-# float conversions take none): the imatrix is looked up for them but not passed on
-_IGNORES_IMATRIX = {GGMLQuantizationType.Q8_0, GGMLQuantizationType.MXFP4, GGMLQuantizationType.TQ1_0,
+# types whose ggml quantize_* ignores quant_weights (quantize_q8_0, _q1_0, _mxfp4, _nvfp4, _tq1_0,
+# _tq2_0; the float conversions take none): the imatrix is looked up for them but not passed on
+_IGNORES_IMATRIX = {GGMLQuantizationType.Q8_0, GGMLQuantizationType.Q1_0, GGMLQuantizationType.MXFP4,
+                    GGMLQuantizationType.NVFP4, GGMLQuantizationType.TQ1_0,
                     GGMLQuantizationType.TQ2_0, GGMLQuantizationType.F16, GGMLQuantizationType.BF16,
                     GGMLQuantizationType.F32}
 _MIN_PARALLEL_NS = 4e6  # a slab worth less than ~4 ms of one core runs on one thread

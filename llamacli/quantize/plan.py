@@ -25,6 +25,7 @@ from enum import Enum, auto
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
 from ..errors import LlamacliError
+from ..kernels.registry import FALLBACK
 
 T = GGMLQuantizationType
 F = LlamaFileType
@@ -522,15 +523,6 @@ def _get_type_impl(qs: _State, new_type: T, name: str, ne: tuple[int, ...], ftyp
     return new_type
 
 
-# tensor_type_fallback: a 256-block type whose block does not divide the row
-_FALLBACK = {
-    T.IQ1_S: T.IQ4_NL, T.IQ1_M: T.IQ4_NL, T.IQ2_XXS: T.IQ4_NL, T.IQ2_XS: T.IQ4_NL, T.IQ2_S: T.IQ4_NL,
-    T.IQ3_XXS: T.IQ4_NL, T.IQ3_S: T.IQ4_NL, T.IQ4_XS: T.IQ4_NL,
-    T.Q2_K: T.Q4_0, T.Q3_K: T.Q4_0, T.TQ1_0: T.Q4_0, T.TQ2_0: T.Q4_0,
-    T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
-}
-
-
 def _fallback(qs: _State, name: str, ne: tuple[int, ...], target: T) -> T:
     """tensor_type_fallback"""
     ncols = ne[0]
@@ -539,8 +531,8 @@ def _fallback(qs: _State, name: str, ne: tuple[int, ...], target: T) -> T:
         return target
     msg = f"warning: {name:<36} - ncols {ncols:6d} not divisible by {qk:3d} (required for type {ggml_type_name(target):>7}) "
     qs.n_fallback += 1
-    if target in _FALLBACK:
-        ret = _FALLBACK[target]
+    if target in FALLBACK:
+        ret = FALLBACK[target]
     elif qk <= 32:
         ret = target  # already a 32-block type: the check below makes it F16
     else:
