@@ -116,21 +116,21 @@ def build_lattice(levels: np.ndarray, nwant: int) -> Lattice:
     kmap = np.full(KMAP_SIZE, -1, np.int32)
     kmap[(levels.astype(np.int64) << _SHIFTS).sum(axis=1)] = np.arange(g, dtype=np.int32)
     off = np.nonzero(kmap < 0)[0]                                   # (M,) the points off the grid
-    pos = (2 * ((off[:, None] >> _SHIFTS) & 3) + 1).astype(np.float64)  # (M, 8), 1 3 5 7
-    pg = 2 * levels.astype(np.float64) + 1                          # (G, 8)
+    pos = (2 * ((off[:, None] >> _SHIFTS) & 3) + 1).astype(np.float32)  # (M, 8), 1 3 5 7
+    pg = 2 * levels.astype(np.float32) + 1                          # (G, 8)
     counts = np.empty(off.shape[0], np.int64)
     lists = []
-    for s in range(0, off.shape[0], 2048):
-        p = pos[s:s + 2048]
-        # |p - g|^2 in float64 (small integers: exact), (chunk, G)
-        d2 = ((p * p).sum(1)[:, None] + (pg * pg).sum(1)[None, :] - 2 * (p @ pg.T)).astype(np.int64)
+    for s in range(0, off.shape[0], 1024):
+        p = pos[s:s + 1024]
+        # |p - g|^2 (small integers, exact in float32), (chunk, G)
+        d2 = ((p * p).sum(1)[:, None] + (pg * pg).sum(1)[None, :] - 2 * (p @ pg.T)).astype(np.int16)
         cut = d2.min(axis=1)
         for _ in range(nwant - 1):  # the next larger distance, or all if none is left
-            cut = np.where(d2 > cut[:, None], d2, np.iinfo(np.int64).max).min(axis=1)
+            cut = np.where(d2 > cut[:, None], d2, np.int16(np.iinfo(np.int16).max)).min(axis=1)
         r, c = np.nonzero(d2 <= cut[:, None])
         order = np.lexsort((c, d2[r, c], r))
         lists.append(c[order])
-        counts[s:s + 2048] = np.bincount(r, minlength=p.shape[0])
+        counts[s:s + 1024] = np.bincount(r, minlength=p.shape[0])
     cols = np.concatenate(lists)
     offsets = np.concatenate(([0], np.cumsum(counts + 1)[:-1]))     # each list: count, then indices
     neighbours = np.empty(int(counts.sum()) + off.shape[0], np.uint16)
