@@ -123,7 +123,8 @@ def _iq2_xs_slow(x: np.ndarray, qw: np.ndarray) -> bytes:
         if not all(on) and scale > 0:
             for k in range(2):
                 if not on[k]:
-                    L[8 * k:8 * k + 8] = _group(lat, xval[8 * k:8 * k + 8], waux[8 * k:8 * k + 8], f(1.0) / scale, scale)[0]
+                    g = slice(8 * k, 8 * k + 8)
+                    L[g] = _group(lat, xval[g], waux[g], f(1.0) / scale, scale)[0]
             sumqx, sumq2 = _sums(xval, weight, L)
             if sumq2 > 0:
                 scale = sumqx / sumq2
@@ -166,3 +167,12 @@ def test_iq1_m_validate_finds_an_infinite_d():
     q[2, ts + iq2.IQ1M_SC + 5] |= 0xC0  # d's exponent: bits 10..11 are the third u16's bits 14..15
     q[2, ts + iq2.IQ1M_SC + 7] |= 0x70  # and bits 12..14 the fourth's bits 12..14
     assert c.validate(q) == 2
+
+
+def test_rows_ggml_aborts_on_are_refused():
+    """x ~ 1e16: the weighted squares overflow, no neighbour is at a finite distance and ggml's
+    GGML_ASSERT(grid_index >= 0) aborts (checked against libggml-base); the codec raises."""
+    x = (np.random.default_rng(6).standard_normal((2, QK_K)) * 1e16).astype(np.float32)
+    qw = np.ones(QK_K, np.float32)
+    with pytest.raises(ValueError, match="IQ2_XS: row 0 overflows"):
+        CODECS[T.IQ2_XS].quantize(x, 1, weights=qw)

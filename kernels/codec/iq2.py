@@ -27,6 +27,9 @@ Block layouts (ggml-common.h), one super-block of QK_K = 256 weights:
 
 An IQ2 block's scale is d * (0.5 + s) * 0.25 (ggml stores l = round((s/d - 1)/2) and
 decodes 2l + 1), an IQ1 block's d * (2s + 1).
+
+Where ggml aborts (a GGML_ASSERT in the search: rows of |x| around 1e16 and up, whose squares
+overflow float32), the superblock kernels return False and the codec raises a ValueError.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from .kquants import importance_weights, make_qp_quants, sum_squares
 
 f32 = np.float32
 FLT_MAX = f32(3.4028234663852886e38)
-GROUP_MAX_EPS = f32(1e-15)  # ggml-quants.c's GROUP_MAX_EPS, _IQ2_S, _IQ1_S, _IQ1_M
+# a block whose largest |x| is below these is left empty (ggml-quants.c's GROUP_MAX_EPS*)
+GROUP_MAX_EPS = f32(1e-15)
 GROUP_MAX_EPS_IQ2_S = f32(1e-8)
 GROUP_MAX_EPS_IQ1_S = f32(1e-12)
 GROUP_MAX_EPS_IQ1_M = f32(1e-7)
@@ -170,6 +174,15 @@ def _grid_u(L, o):
 
 
 @njit(cache=True)
+def _lookup(kmap, L, o):
+    """kmap of the point L[o:o+8], negative off the grid; a level above 2 (IQ2_XXS's
+    make_qp_quants levels, kept if no scale was found) is off the grid too (ggml reads past
+    its map there, then aborts: "found point not on grid")."""
+    u = _grid_u(L, o)
+    return kmap[u] if u < KMAP_SIZE else -1
+
+
+@njit(cache=True)
 def _iq2_find_best_neighbour(nb, start, levels, xval, w, o, scale, L):
     """iq2_find_best_neighbour: of the grid points listed at nb[start], the one with the least
     sum w * (scale * q - xval)^2 over xval[o:o+8] (q = 2l + 1); its levels go to L[o:o+8]."""
@@ -184,6 +197,8 @@ def _iq2_find_best_neighbour(nb, start, levels, xval, w, o, scale, L):
         if d2 < best_d2:
             best_d2 = d2
             gi = g
+    if gi < 0:  # every distance NaN (an overflow): GGML_ASSERT(grid_index >= 0) aborts
+        return -1
     for i in range(8):
         L[o + i] = levels[gi, i]
     return gi
@@ -253,7 +268,7 @@ def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
     16 (two groups) with max(xval) above its epsilon: 19 inverse scales (5 + 0.1 is)/max,
     each group rounded to levels and moved to its best neighbour if off the grid; the best
     sumqx^2/sumq2 wins. A group that was off the grid is then re-rounded at that scale and
-    the scale refitted. L gets the levels; returns the scale."""
+    the scale refitted. L gets the levels; returns the scale (NaN where ggml aborts)."""
     vmax = _max_of(xval, 16)
     best = f32(0.0)
     scale = vmax / f32(5.0)  # max / (2 kMaxQ - 1)
@@ -270,7 +285,8 @@ def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
                     aux0 = False
                 else:
                     aux1 = False
-                _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux)
+                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux) < 0:
+                    return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, Laux, 16)
         if sumq2 > 0 and sumqx * sumqx > best * sumq2:
             scale = sumqx / sumq2
@@ -286,7 +302,8 @@ def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
             u = _round_to_levels(xval, 8 * k, inv, L)
             gi = kmap[u]
             if gi < 0:
-                _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, L)
+                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, L) < 0:
+                    return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, L, 16)
         if sumq2 > 0:
             scale = sumqx / sumq2
@@ -304,7 +321,8 @@ def _scale_nibble(inv_d, s, top):
 
 @njit(cache=True)
 def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2):
-    """quantize_row_iq2_xxs_impl for one super-block x (256) with imatrix row qw into row[o:]."""
+    """quantize_row_iq2_xxs_impl for one super-block x (256) with imatrix row qw into row[o:];
+    False where ggml aborts."""
     for i in range(QK_K // 16):
         q2[i] = 0
     max_scale = f32(0.0)
@@ -330,8 +348,8 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
             this_scale = f32(1.0) / inv
             for k in range(4):
                 gi = kmap[_round_to_levels(xval, 8 * k, inv, Laux)]
-                if gi < 0:
-                    _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux)
+                if gi < 0 and _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux) < 0:
+                    return False
             sumqx, sumq2 = _sums_2l1(xval, weight, Laux, 32)
             if sumq2 > 0 and sumqx * sumqx > best * sumq2:
                 scale = sumqx / sumq2
@@ -344,6 +362,8 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
                 gi = kmap[_round_to_levels(xval, 8 * k, inv, Laux)]
                 if gi < 0:
                     gi = _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, Laux)
+                    if gi < 0:
+                        return False
                 for i in range(8):
                     L[8 * k + i] = levels[gi, i]
             sumqx, sumq2 = _sums_2l1(xval, weight, L, 32)
@@ -353,8 +373,12 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
             scale = -scale
             for k in range(4):
                 signs[k] = (~signs[k]) & 127
+        if not scale >= 0:  # GGML_ASSERT(scale >= 0): a NaN
+            return False
         for k in range(4):
-            gi = kmap[_grid_u(L, 8 * k)]  # on the grid by construction (ggml aborts otherwise)
+            gi = _lookup(kmap, L, 8 * k)
+            if gi < 0:
+                return False
             q2[2 * ib] |= np.int64(gi) << (8 * k)
             q2[2 * ib + 1] |= np.int64(signs[k]) << (7 * k)
         scales[ib] = scale
@@ -362,7 +386,7 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
     if not max_scale:
         for i in range(XXS_TS):
             row[o + i] = 0
-        return
+        return True
     d = max_scale / f32(31.0)
     store_fp16(row, o, d)
     inv_d = f32(1.0) / d
@@ -371,12 +395,14 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
     for i in range(QK_K // 16):
         for b in range(4):
             row[o + XXS_QS + 4 * i + b] = (q2[i] >> (8 * b)) & 0xFF
+    return True
 
 
 @njit(cache=True, parallel=True)
 def _quantize_iq2_xxs(x, qw, out, levels, kmap, nb):
     """quantize_iq2_xxs: every super-block of every row."""
     n, ne0 = x.shape
+    bad = np.zeros(n, np.uint8)
     for r in prange(n):
         scales = np.empty(QK_K // 32, np.float32)
         weight = np.empty(32, np.float32)
@@ -387,8 +413,11 @@ def _quantize_iq2_xxs(x, qw, out, levels, kmap, nb):
         signs = np.empty(4, np.int64)
         q2 = np.empty(QK_K // 16, np.int64)
         for b in range(ne0 // QK_K):
-            _iq2_xxs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XXS_TS,
-                                levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2)
+            if not _iq2_xxs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XXS_TS,
+                                       levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2):
+                bad[r] = 1  # ggml aborts on this row
+                break
+    return bad
 
 
 @njit(cache=True, parallel=True)
@@ -402,7 +431,9 @@ def _dequantize_iq2_xxs(q, out, grid, ksigns):
             d = load_fp16(row, o)
             for ib in range(QK_K // 32):
                 p = o + XXS_QS + 8 * ib
-                aux1 = np.int64(row[p + 4]) | (np.int64(row[p + 5]) << 8) | (np.int64(row[p + 6]) << 16) | (np.int64(row[p + 7]) << 24)
+                aux1 = 0  # the second u32: four 7-bit sign patterns, the scale in bits 28..31
+                for i in range(4):
+                    aux1 |= np.int64(row[p + 4 + i]) << (8 * i)
                 db = d * (f32(0.5) + f32(aux1 >> 28)) * f32(0.25)
                 for k in range(4):
                     g = row[p + k]
@@ -417,7 +448,8 @@ def _dequantize_iq2_xxs(q, out, grid, ksigns):
 
 @njit(cache=True)
 def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2):
-    """quantize_row_iq2_xs_impl for one super-block x (256) with imatrix row qw into row[o:]."""
+    """quantize_row_iq2_xs_impl for one super-block x (256) with imatrix row qw into row[o:];
+    False where ggml aborts."""
     for i in range(QK_K // 8):
         q2[i] = 0
     max_scale = f32(0.0)
@@ -438,14 +470,17 @@ def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xv
         if scale < 0:
             scale = -scale
             s0, s1 = (~s0) & 127, (~s1) & 127
-        q2[2 * ib] = kmap[_grid_u(L, 0)] | (s0 << 9)
-        q2[2 * ib + 1] = kmap[_grid_u(L, 8)] | (s1 << 9)
+        g0, g1 = _lookup(kmap, L, 0), _lookup(kmap, L, 8)
+        if not scale >= 0 or g0 < 0 or g1 < 0:  # where ggml asserts / aborts
+            return False
+        q2[2 * ib] = g0 | (s0 << 9)
+        q2[2 * ib + 1] = g1 | (s1 << 9)
         scales[ib] = scale
         max_scale = max_scale if max_scale > scale else scale
     for i in range(XS_TS):
         row[o + i] = 0
     if not max_scale:
-        return
+        return True
     d = max_scale / f32(31.0)
     store_fp16(row, o, d)
     inv_d = f32(1.0) / d
@@ -454,12 +489,14 @@ def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xv
     for i in range(QK_K // 8):
         row[o + XS_QS + 2 * i] = q2[i] & 0xFF
         row[o + XS_QS + 2 * i + 1] = q2[i] >> 8
+    return True
 
 
 @njit(cache=True, parallel=True)
 def _quantize_iq2_xs(x, qw, out, levels, kmap, nb):
     """quantize_iq2_xs: every super-block of every row."""
     n, ne0 = x.shape
+    bad = np.zeros(n, np.uint8)
     for r in prange(n):
         scales = np.empty(QK_K // 16, np.float32)
         weight = np.empty(16, np.float32)
@@ -469,8 +506,11 @@ def _quantize_iq2_xs(x, qw, out, levels, kmap, nb):
         Laux = np.zeros(16, np.int64)
         q2 = np.empty(QK_K // 8, np.int64)
         for b in range(ne0 // QK_K):
-            _iq2_xs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XS_TS,
-                               levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2)
+            if not _iq2_xs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XS_TS,
+                                      levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2):
+                bad[r] = 1  # ggml aborts on this row
+                break
+    return bad
 
 
 @njit(cache=True, parallel=True)
@@ -497,7 +537,7 @@ def _dequantize_iq2_xs(q, out, grid, ksigns):
 @njit(cache=True)
 def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux):
     """quantize_row_iq2_s_impl for one super-block x (256) into row[o:]; qw the imatrix row or
-    empty (then weight = 0.25 sigma2 + x^2)."""
+    empty (then weight = 0.25 sigma2 + x^2); False where ggml aborts."""
     for i in range(S_TS):
         row[o + i] = 0
     max_scale = f32(0.0)
@@ -522,8 +562,12 @@ def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xva
         if scale < 0:
             scale = -scale
             s0, s1 = (~s0) & 255, (~s1) & 255
+        if not scale >= 0:
+            return False
         for k in range(2):
-            gi = kmap[_grid_u(L, 8 * k)]
+            gi = _lookup(kmap, L, 8 * k)
+            if gi < 0:
+                return False
             i8 = 2 * ib + k
             row[o + S_QS + i8] = gi & 255
             row[o + S_QH + i8 // 4] |= (gi >> 8) << (2 * (i8 % 4))
@@ -531,18 +575,20 @@ def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xva
         scales[ib] = scale
         max_scale = max_scale if max_scale > scale else scale
     if not max_scale:  # the indices and signs written above stay, as in ggml
-        return
+        return True
     d = max_scale / f32(31.0)
     store_fp16(row, o, d * f32(0.9875))
     inv_d = f32(1.0) / d
     for ib in range(QK_K // 16):
         row[o + S_SC + ib // 2] |= _scale_nibble(inv_d, scales[ib], 15) << (4 * (ib % 2))
+    return True
 
 
 @njit(cache=True, parallel=True)
 def _quantize_iq2_s(x, qw, out, levels, kmap, nb):
     """quantize_iq2_s: every super-block of every row (qw empty: no imatrix)."""
     n, ne0 = x.shape
+    bad = np.zeros(n, np.uint8)
     for r in prange(n):
         scales = np.empty(QK_K // 16, np.float32)
         weight = np.empty(16, np.float32)
@@ -552,8 +598,11 @@ def _quantize_iq2_s(x, qw, out, levels, kmap, nb):
         Laux = np.zeros(16, np.int64)
         for b in range(ne0 // QK_K):
             w = qw[b * QK_K:(b + 1) * QK_K] if qw.shape[0] else qw
-            _iq2_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * S_TS,
-                              levels, kmap, nb, scales, weight, waux, xval, L, Laux)
+            if not _iq2_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * S_TS,
+                                     levels, kmap, nb, scales, weight, waux, xval, L, Laux):
+                bad[r] = 1  # ggml aborts on this row
+                break
+    return bad
 
 
 @njit(cache=True, parallel=True)
@@ -570,7 +619,8 @@ def _dequantize_iq2_s(q, out, grid):
                 db = d * (f32(0.5) + f32(s)) * f32(0.25)
                 for k in range(2):
                     i8 = 2 * ib + k
-                    g = np.int64(row[o + S_QS + i8]) | (((np.int64(row[o + S_QH + i8 // 4]) >> (2 * (i8 % 4))) & 3) << 8)
+                    hi = (np.int64(row[o + S_QH + i8 // 4]) >> (2 * (i8 % 4))) & 3
+                    g = np.int64(row[o + S_QS + i8]) | (hi << 8)
                     sg = row[o + S_SIGNS + i8]
                     for j in range(8):
                         v = db * f32(grid[g, j])
@@ -606,6 +656,8 @@ def _iq1_find_best_neighbour2(nb, start, levels, xb, w, o, scale, xx, L, ngrid):
             if d2 < best:
                 best = d2
                 gi = g
+    if gi < 0:  # GGML_ASSERT(grid_index >= 0) aborts
+        return -1
     for i in range(8):
         L[o + i] = levels[gi, i]
     return gi
@@ -626,7 +678,8 @@ def _sort_index(xb, n, idx):
 
 @njit(cache=True)
 def _iq1_s_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, sumx, sumw, L, index):
-    """quantize_row_iq1_s_impl for one super-block x (256) with imatrix row qw into row[o:]."""
+    """quantize_row_iq1_s_impl for one super-block x (256) with imatrix row qw into row[o:];
+    False where ggml aborts."""
     bs = IQ1S_BLOCK
     for i in range(IQ1S_TS):
         row[o + i] = 0
@@ -683,6 +736,8 @@ def _iq1_s_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
             if gi < 0:
                 all_on_grid = False
                 gi = _iq1_find_best_neighbour2(nb, -gi - 1, levels, xb, weight, 8 * k, scale, xx, L, levels.shape[0])
+                if gi < 0:
+                    return False
             index[k] = gi
         if not all_on_grid:
             sumqx, sumq2 = f32(0.0), f32(0.0)
@@ -700,11 +755,13 @@ def _iq1_s_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
             h |= (index[k] >> 8) << (3 * k)
         row[o + IQ1S_QH + 2 * ib] = h & 255
         row[o + IQ1S_QH + 2 * ib + 1] = h >> 8
+        if not scale >= 0:
+            return False
         scales[ib] = scale
         shifts[ib] = best_shift
         max_scale = max_scale if max_scale > scale else scale
     if not max_scale:
-        return
+        return True
     d = max_scale / f32(15.0)
     store_fp16(row, o, d * f32(1.125))
     inv_d = f32(1.0) / d
@@ -713,12 +770,14 @@ def _iq1_s_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
         if shifts[ib] == -1:
             l |= 8
         row[o + IQ1S_QH + 2 * ib + 1] |= l << 4  # bits 12..15 of qh[ib]
+    return True
 
 
 @njit(cache=True, parallel=True)
 def _quantize_iq1_s(x, qw, out, levels, kmap, nb, x_p, x_m):
     """quantize_iq1_s: every super-block of every row."""
     n, ne0 = x.shape
+    bad = np.zeros(n, np.uint8)
     for r in prange(n):
         scales = np.empty(QK_K // IQ1S_BLOCK, np.float32)
         shifts = np.empty(QK_K // IQ1S_BLOCK, np.int64)
@@ -729,8 +788,11 @@ def _quantize_iq1_s(x, qw, out, levels, kmap, nb, x_p, x_m):
         L = np.zeros(IQ1S_BLOCK, np.int64)
         index = np.empty(IQ1S_BLOCK // 8, np.int64)
         for b in range(ne0 // QK_K):
-            _iq1_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * IQ1S_TS,
-                              levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, sumx, sumw, L, index)
+            if not _iq1_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * IQ1S_TS,
+                                     levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, sumx, sumw, L, index):
+                bad[r] = 1  # ggml aborts on this row
+                break
+    return bad
 
 
 @njit(cache=True, parallel=True)
@@ -765,7 +827,8 @@ def _iq1_m_weights(xb, qw, sigma2, weight):
 @njit(cache=True)
 def _iq1_m_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, px, pw, L, index):
     """quantize_row_iq1_m_impl for one super-block x (256) into row[o:]; qw the imatrix row or
-    empty. shifts[ib] = k: the delta sign of each half, 0 (+, +), 1 (+, -), 2 (-, +), 3 (-, -)."""
+    empty; False where ggml aborts. shifts[ib] = k: the delta sign of each half, 0 (+, +),
+    1 (+, -), 2 (-, +), 3 (-, -)."""
     bs = IQ1M_BLOCK
     for i in range(IQ1M_TS):
         row[o + i] = 0
@@ -837,6 +900,8 @@ def _iq1_m_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
             if gi < 0:
                 all_on_grid = False
                 gi = _iq1_find_best_neighbour2(nb, -gi - 1, levels, xb, weight, 8 * k, scale, xx, L, levels.shape[0])
+                if gi < 0:
+                    return False
             index[k] = gi
         if not all_on_grid:
             sumqx, sumq2 = f32(0.0), f32(0.0)
@@ -852,11 +917,13 @@ def _iq1_m_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
         row[o + IQ1M_QS + 2 * ib] = index[0] & 255
         row[o + IQ1M_QS + 2 * ib + 1] = index[1] & 255
         row[o + IQ1M_QH + ib] = (index[0] >> 8) | ((index[1] >> 8) << 4)
+        if not scale >= 0:
+            return False
         scales[ib] = scale
         shifts[ib] = best_k
         max_scale = max_scale if max_scale > scale else scale
     if not max_scale:
-        return
+        return True
     # the block scales, then d refitted over the whole super-block (skipped blocks included,
     # at grid point 0 and level 0, as ggml reads them back from the bytes)
     d = max_scale / f32(15.0)
@@ -888,12 +955,14 @@ def _iq1_m_superblock(x, qw, row, o, levels, kmap, nb, x_p, x_m, scales, shifts,
     for i in range(4):
         row[o + IQ1M_SC + 2 * i] = sc[i] & 0xFF
         row[o + IQ1M_SC + 2 * i + 1] = sc[i] >> 8
+    return True
 
 
 @njit(cache=True, parallel=True)
 def _quantize_iq1_m(x, qw, out, levels, kmap, nb, x_p, x_m):
     """quantize_iq1_m: every super-block of every row (qw empty: no imatrix)."""
     n, ne0 = x.shape
+    bad = np.zeros(n, np.uint8)
     for r in prange(n):
         scales = np.empty(QK_K // IQ1M_BLOCK, np.float32)
         shifts = np.empty(QK_K // IQ1M_BLOCK, np.int64)
@@ -905,8 +974,11 @@ def _quantize_iq1_m(x, qw, out, levels, kmap, nb, x_p, x_m):
         index = np.empty(IQ1M_BLOCK // 8, np.int64)
         for b in range(ne0 // QK_K):
             w = qw[b * QK_K:(b + 1) * QK_K] if qw.shape[0] else qw
-            _iq1_m_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * IQ1M_TS,
-                              levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, px, pw, L, index)
+            if not _iq1_m_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * IQ1M_TS,
+                                     levels, kmap, nb, x_p, x_m, scales, shifts, weight, idx, px, pw, L, index):
+                bad[r] = 1  # ggml aborts on this row
+                break
+    return bad
 
 
 @njit(cache=True)
@@ -969,31 +1041,26 @@ def _refuse(qt: T):
     return quantize
 
 
-register(Codec(
-    T.IQ2_XXS, _refuse(T.IQ2_XXS),
-    lambda q, out: _dequantize_iq2_xxs(q, out, IQ2XXS_GRID, KSIGNS),
-    fp16_validator(XXS_TS, 0),
-    _quantize_weighted=lambda x, w, out: _quantize_iq2_xxs(x, w, out, *_tables(T.IQ2_XXS)),
-    requires_weights=True))
-register(Codec(
-    T.IQ2_XS, _refuse(T.IQ2_XS),
-    lambda q, out: _dequantize_iq2_xs(q, out, IQ2XS_GRID, KSIGNS),
-    fp16_validator(XS_TS, 0),
-    _quantize_weighted=lambda x, w, out: _quantize_iq2_xs(x, w, out, *_tables(T.IQ2_XS)),
-    requires_weights=True))
-register(Codec(
-    T.IQ2_S, lambda x, out: _quantize_iq2_s(x, NO_WEIGHTS, out, *_tables(T.IQ2_S)),
-    lambda q, out: _dequantize_iq2_s(q, out, IQ2S_GRID),
-    fp16_validator(S_TS, 0),
-    _quantize_weighted=lambda x, w, out: _quantize_iq2_s(x, w, out, *_tables(T.IQ2_S))))
-register(Codec(
-    T.IQ1_S, _refuse(T.IQ1_S),
-    lambda q, out: _dequantize_iq1_s(q, out, IQ1S_GRID, IQ1S_DELTA),
-    fp16_validator(IQ1S_TS, 0),
-    _quantize_weighted=lambda x, w, out: _quantize_iq1_s(x, w, out, *_tables(T.IQ1_S), X_P, X_M),
-    requires_weights=True))
-register(Codec(
-    T.IQ1_M, lambda x, out: _quantize_iq1_m(x, NO_WEIGHTS, out, *_tables(T.IQ1_M), X_P, X_M),
-    lambda q, out: _dequantize_iq1_m(q, out, IQ1S_GRID, IQ1S_DELTA),
-    _validate_iq1_m,
-    _quantize_weighted=lambda x, w, out: _quantize_iq1_m(x, w, out, *_tables(T.IQ1_M), X_P, X_M)))
+def _codec(qt: T, kernel, dequantize, validate, requires_weights: bool, *extra) -> Codec:
+    """The Codec of one type over its row kernel `kernel(x, w, out, levels, kmap, neighbours,
+    *extra) -> bad rows`; a row flagged bad is one where ggml aborts (GGML_ASSERT: no grid point
+    at a finite distance, or a NaN scale, as when the squares of a row overflow float32)."""
+    def weighted(x, w, out):
+        bad = np.nonzero(kernel(x, w, out, *_tables(qt), *extra))[0]
+        if bad.size:
+            raise ValueError(f"{qt.name}: row {bad[0]} overflows the quantizer (ggml_quantize_chunk aborts on it)")
+
+    plain = _refuse(qt) if requires_weights else (lambda x, out: weighted(x, NO_WEIGHTS, out))
+    return Codec(qt, plain, dequantize, validate, _quantize_weighted=weighted, requires_weights=requires_weights)
+
+
+register(_codec(T.IQ2_XXS, _quantize_iq2_xxs, lambda q, out: _dequantize_iq2_xxs(q, out, IQ2XXS_GRID, KSIGNS),
+                fp16_validator(XXS_TS, 0), True))
+register(_codec(T.IQ2_XS, _quantize_iq2_xs, lambda q, out: _dequantize_iq2_xs(q, out, IQ2XS_GRID, KSIGNS),
+                fp16_validator(XS_TS, 0), True))
+register(_codec(T.IQ2_S, _quantize_iq2_s, lambda q, out: _dequantize_iq2_s(q, out, IQ2S_GRID),
+                fp16_validator(S_TS, 0), False))
+register(_codec(T.IQ1_S, _quantize_iq1_s, lambda q, out: _dequantize_iq1_s(q, out, IQ1S_GRID, IQ1S_DELTA),
+                fp16_validator(IQ1S_TS, 0), True, X_P, X_M))
+register(_codec(T.IQ1_M, _quantize_iq1_m, lambda q, out: _dequantize_iq1_m(q, out, IQ1S_GRID, IQ1S_DELTA),
+                _validate_iq1_m, False, X_P, X_M))
