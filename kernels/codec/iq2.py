@@ -183,17 +183,23 @@ def _lookup(kmap, L, o):
 
 
 @njit(cache=True)
-def _iq2_find_best_neighbour(nb, start, levels, xval, w, o, scale, L):
+def _iq2_find_best_neighbour(nb, start, levels, xval, w, o, scale, L, e):
     """iq2_find_best_neighbour: of the grid points listed at nb[start], the one with the least
-    sum w * (scale * q - xval)^2 over xval[o:o+8] (q = 2l + 1); its levels go to L[o:o+8]."""
+    sum w * (scale * q - xval)^2 over xval[o:o+8] (q = 2l + 1); its levels go to L[o:o+8].
+    Each term w * diff * diff depends only on the coordinate and its level, so the 24 are
+    computed once into e (the same float32 products ggml forms per point) and each point's
+    distance sums its 8 in ggml's order."""
+    for i in range(8):
+        for l in range(3):
+            diff = scale * f32(2 * l + 1) - xval[o + i]
+            e[3 * i + l] = w[o + i] * diff * diff
     best_d2 = FLT_MAX
     gi = -1
     for j in range(1, np.int64(nb[start]) + 1):
         g = np.int64(nb[start + j])
         d2 = f32(0.0)
         for i in range(8):
-            diff = scale * f32(2 * np.int64(levels[g, i]) + 1) - xval[o + i]
-            d2 += w[o + i] * diff * diff
+            d2 += e[3 * i + levels[g, i]]
         if d2 < best_d2:
             best_d2 = d2
             gi = g
@@ -263,7 +269,7 @@ def _max_of(x, n):
 
 
 @njit(cache=True)
-def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
+def _search16(xval, weight, waux, L, Laux, levels, kmap, nb, e):
     """The scale search of quantize_row_iq2_xs_impl and quantize_row_iq2_s_impl for a block of
     16 (two groups) with max(xval) above its epsilon: 19 inverse scales (5 + 0.1 is)/max,
     each group rounded to levels and moved to its best neighbour if off the grid; the best
@@ -285,7 +291,7 @@ def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
                     aux0 = False
                 else:
                     aux1 = False
-                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux) < 0:
+                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux, e) < 0:
                     return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, Laux, 16)
         if sumq2 > 0 and sumqx * sumqx > best * sumq2:
@@ -302,7 +308,7 @@ def _search16(xval, weight, waux, L, Laux, levels, kmap, nb):
             u = _round_to_levels(xval, 8 * k, inv, L)
             gi = kmap[u]
             if gi < 0:
-                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, L) < 0:
+                if _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, L, e) < 0:
                     return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, L, 16)
         if sumq2 > 0:
@@ -320,7 +326,7 @@ def _scale_nibble(inv_d, s, top):
 
 
 @njit(cache=True)
-def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2):
+def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2, e):
     """quantize_row_iq2_xxs_impl for one super-block x (256) with imatrix row qw into row[o:];
     False where ggml aborts."""
     for i in range(QK_K // 16):
@@ -348,7 +354,7 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
             this_scale = f32(1.0) / inv
             for k in range(4):
                 gi = kmap[_round_to_levels(xval, 8 * k, inv, Laux)]
-                if gi < 0 and _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux) < 0:
+                if gi < 0 and _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, this_scale, Laux, e) < 0:
                     return False
             sumqx, sumq2 = _sums_2l1(xval, weight, Laux, 32)
             if sumq2 > 0 and sumqx * sumqx > best * sumq2:
@@ -361,7 +367,7 @@ def _iq2_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
             for k in range(4):
                 gi = kmap[_round_to_levels(xval, 8 * k, inv, Laux)]
                 if gi < 0:
-                    gi = _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, Laux)
+                    gi = _iq2_find_best_neighbour(nb, -gi - 1, levels, xval, waux, 8 * k, scale, Laux, e)
                     if gi < 0:
                         return False
                 for i in range(8):
@@ -407,6 +413,7 @@ def _quantize_iq2_xxs(x, qw, out, levels, kmap, nb):
         scales = np.empty(QK_K // 32, np.float32)
         weight = np.empty(32, np.float32)
         waux = np.empty(32, np.float32)
+        e = np.empty(24, np.float32)
         xval = np.empty(32, np.float32)
         L = np.zeros(32, np.int64)
         Laux = np.zeros(32, np.int64)
@@ -414,7 +421,7 @@ def _quantize_iq2_xxs(x, qw, out, levels, kmap, nb):
         q2 = np.empty(QK_K // 16, np.int64)
         for b in range(ne0 // QK_K):
             if not _iq2_xxs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XXS_TS,
-                                       levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2):
+                                       levels, kmap, nb, scales, weight, waux, xval, L, Laux, signs, q2, e):
                 bad[r] = 1  # ggml aborts on this row
                 break
     return bad
@@ -447,7 +454,7 @@ def _dequantize_iq2_xxs(q, out, grid, ksigns):
 
 
 @njit(cache=True)
-def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2):
+def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2, e):
     """quantize_row_iq2_xs_impl for one super-block x (256) with imatrix row qw into row[o:];
     False where ggml aborts."""
     for i in range(QK_K // 8):
@@ -466,7 +473,7 @@ def _iq2_xs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xv
         if _max_of(xval, 16) < GROUP_MAX_EPS:
             scales[ib] = 0
             continue
-        scale = _search16(xval, weight, waux, L, Laux, levels, kmap, nb)
+        scale = _search16(xval, weight, waux, L, Laux, levels, kmap, nb, e)
         if scale < 0:
             scale = -scale
             s0, s1 = (~s0) & 127, (~s1) & 127
@@ -501,13 +508,14 @@ def _quantize_iq2_xs(x, qw, out, levels, kmap, nb):
         scales = np.empty(QK_K // 16, np.float32)
         weight = np.empty(16, np.float32)
         waux = np.empty(16, np.float32)
+        e = np.empty(24, np.float32)
         xval = np.empty(16, np.float32)
         L = np.zeros(16, np.int64)
         Laux = np.zeros(16, np.int64)
         q2 = np.empty(QK_K // 8, np.int64)
         for b in range(ne0 // QK_K):
             if not _iq2_xs_superblock(x[r, b * QK_K:(b + 1) * QK_K], qw[b * QK_K:(b + 1) * QK_K], out[r], b * XS_TS,
-                                      levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2):
+                                      levels, kmap, nb, scales, weight, waux, xval, L, Laux, q2, e):
                 bad[r] = 1  # ggml aborts on this row
                 break
     return bad
@@ -535,7 +543,7 @@ def _dequantize_iq2_xs(q, out, grid, ksigns):
 
 
 @njit(cache=True)
-def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux):
+def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, e):
     """quantize_row_iq2_s_impl for one super-block x (256) into row[o:]; qw the imatrix row or
     empty (then weight = 0.25 sigma2 + x^2); False where ggml aborts."""
     for i in range(S_TS):
@@ -558,7 +566,7 @@ def _iq2_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xva
         if _max_of(xval, 16) < GROUP_MAX_EPS_IQ2_S:
             scales[ib] = 0
             continue
-        scale = _search16(xval, weight, waux, L, Laux, levels, kmap, nb)
+        scale = _search16(xval, weight, waux, L, Laux, levels, kmap, nb, e)
         if scale < 0:
             scale = -scale
             s0, s1 = (~s0) & 255, (~s1) & 255
@@ -593,13 +601,14 @@ def _quantize_iq2_s(x, qw, out, levels, kmap, nb):
         scales = np.empty(QK_K // 16, np.float32)
         weight = np.empty(16, np.float32)
         waux = np.empty(16, np.float32)
+        e = np.empty(24, np.float32)
         xval = np.empty(16, np.float32)
         L = np.zeros(16, np.int64)
         Laux = np.zeros(16, np.int64)
         for b in range(ne0 // QK_K):
             w = qw[b * QK_K:(b + 1) * QK_K] if qw.shape[0] else qw
             if not _iq2_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * S_TS,
-                                     levels, kmap, nb, scales, weight, waux, xval, L, Laux):
+                                     levels, kmap, nb, scales, weight, waux, xval, L, Laux, e):
                 bad[r] = 1  # ggml aborts on this row
                 break
     return bad
