@@ -16,6 +16,7 @@ that one child).
     scripts/bench_vs_llamacpp.py -r 2 --rounds 1 --models smollm2 -t 2
     scripts/bench_vs_llamacpp.py -p 16 -n 4 -r 1 --no-cold   # a quick check that it all runs
     scripts/bench_vs_llamacpp.py --json results.json
+    scripts/bench_vs_llamacpp.py --models /tmp/smol-IQ4_XS.gguf -p 0 --no-startup   # any file, tg128 only
 
 Run it on a quiet machine: both tools share the same cores, so anything else running skews both.
 """
@@ -32,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PEER_BIN = Path("/work/peer-build/bin")
+PEER_BIN = Path(os.environ.get("PEER_BIN", "/work/peer/native/bin"))  # the native build: what a user runs
 PROMPT = "The capital of France is"
 
 
@@ -185,7 +186,8 @@ def print_startup(rows: list[dict]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="smollm2,gemma3", help="names from llamacli.fetch (default: both)")
+    ap.add_argument("--models", default="smollm2,gemma3",
+                    help="names from llamacli.fetch or paths of .gguf files (default: both real models)")
     ap.add_argument("-t", "--threads", default="1,2", help="thread counts (default: 1,2)")
     ap.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt size of the pp test (0: skip)")
     ap.add_argument("-n", "--n-gen", type=int, default=128, help="tokens of the tg test (0: skip)")
@@ -202,14 +204,15 @@ def main(argv=None) -> int:
     args.threads = [int(t) for t in args.threads.split(",")]
     if args.reps < 1 or args.rounds < 1 or min(args.threads) < 1:
         ap.error("-r, --rounds and -t must be at least 1")
-    for b in (args.llama_bench, args.llama_cli):
+    for b in (args.llama_bench, args.llama_cli) if args.startup else (args.llama_bench,):
         if not b.exists():
             ap.error(f"{b}: not found")
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from llamacli.fetch import fetch
 
-    models = {name: fetch(name) for name in args.models.split(",")}
+    models = {Path(name).stem if name.endswith(".gguf") else name: Path(name) if name.endswith(".gguf") else fetch(name)
+              for name in args.models.split(",")}
     result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "reps": args.reps, "rounds": args.rounds}
     if args.throughput:
         result["throughput"] = throughput(models, args)
