@@ -200,9 +200,10 @@ def make_q3_quants(n, nmax, x, L):
 
 
 @njit(cache=True)
-def make_qx_quants_rmse1(n, nmax, x, L):
-    """make_qx_quants with rmse_type = 1 and no importance weights (w = x^2): symmetric levels
-    -nmax..nmax-1 (stored +nmax); tries 18 scales around nmax/max and keeps the best fit."""
+def make_qx_quants(n, nmax, x, L, qw):
+    """make_qx_quants with rmse_type = 1: symmetric levels -nmax..nmax-1 (stored +nmax) for
+    x[:n], weights qw[:n] (ggml's own choice without an imatrix is qw = x^2); tries 18 scales
+    -(nmax + 0.1*is)/max around the first and keeps the best weighted least-squares fit."""
     vmax = np.float32(0.0)
     amax = np.float32(0.0)
     for i in range(n):
@@ -222,7 +223,7 @@ def make_qx_quants_rmse1(n, nmax, x, L):
         l = nearest_int(iscale * x[i])
         l = max(-nmax, min(nmax - 1, l))
         L[i] = l + nmax
-        w = x[i] * x[i]
+        w = qw[i]
         fl = np.float32(l)
         sumlx += w * x[i] * fl
         suml2 += w * fl * fl
@@ -237,7 +238,7 @@ def make_qx_quants_rmse1(n, nmax, x, L):
         for i in range(n):
             l = nearest_int(iscale * x[i])
             l = max(-nmax, min(nmax - 1, l))
-            w = x[i] * x[i]
+            w = qw[i]
             fl = np.float32(l)
             sumlx += w * x[i] * fl
             suml2 += w * fl * fl
@@ -248,6 +249,92 @@ def make_qx_quants_rmse1(n, nmax, x, L):
             scale = sumlx / suml2
             best = scale * sumlx
     return scale
+
+
+@njit(cache=True)
+def make_qp_quants(n, nmax, x, L, qw):
+    """make_qp_quants: levels 0..nmax for the non-negative x[:n] (sub-block scales or mins),
+    weighted by qw; 8 scales (0.1*is + nmax)/max around the first, then up to five passes of
+    coordinate descent. L holds uint8_t in C, so a stored level keeps its low byte."""
+    fnmax = np.float32(nmax)
+    vmax = np.float32(0.0)
+    for i in range(n):
+        vmax = vmax if vmax > x[i] else x[i]  # MAX(max, x[i])
+    if vmax < GROUP_MAX_EPS:
+        for i in range(n):
+            L[i] = 0
+        return np.float32(0.0)
+    iscale = fnmax / vmax
+    for i in range(n):
+        L[i] = nearest_int(iscale * x[i]) & 0xFF
+    scale = np.float32(1.0) / iscale
+    best_mse = np.float32(0.0)
+    for i in range(n):
+        diff = x[i] - scale * np.float32(L[i])
+        best_mse += qw[i] * diff * diff
+    for step in range(-4, 5):
+        if step == 0:
+            continue
+        iscale_is = (np.float32(0.1) * np.float32(step) + fnmax) / vmax
+        scale_is = np.float32(1.0) / iscale_is
+        mse = np.float32(0.0)
+        for i in range(n):
+            l = min(nmax, nearest_int(iscale_is * x[i]))
+            diff = x[i] - scale_is * np.float32(l)
+            mse += qw[i] * diff * diff
+        if mse < best_mse:
+            best_mse = mse
+            iscale = iscale_is
+    sumlx = np.float32(0.0)
+    suml2 = np.float32(0.0)
+    for i in range(n):
+        l = min(nmax, nearest_int(iscale * x[i]))
+        L[i] = l & 0xFF
+        w = qw[i]
+        fl = np.float32(l)
+        sumlx += w * x[i] * fl
+        suml2 += w * fl * fl
+    for itry in range(5):
+        n_changed = 0
+        for i in range(n):
+            w = qw[i]
+            fli = np.float32(L[i])
+            slx = sumlx - w * x[i] * fli
+            sl2 = suml2 - w * fli * fli
+            if slx > np.float32(0.0) and sl2 > np.float32(0.0):
+                new_l = min(nmax, nearest_int(x[i] * sl2 / slx))
+                if new_l != L[i]:
+                    fnl = np.float32(new_l)
+                    slx += w * x[i] * fnl
+                    sl2 += w * fnl * fnl
+                    if slx * slx * suml2 > sumlx * sumlx * sl2:
+                        L[i] = new_l & 0xFF
+                        sumlx = slx
+                        suml2 = sl2
+                        n_changed += 1
+        if n_changed == 0:
+            break
+    return sumlx / suml2 if suml2 > np.float32(0.0) else np.float32(0.0)
+
+
+@njit(cache=True)
+def importance_weights(x, qw, sigma2, out):
+    """out[l] = qw[l] * sqrtf(sigma2 + x[l]^2), the weights every ``quantize_row_*_impl``
+    builds from an imatrix row; returns their sum (serial, as C's sumw / sw[j])."""
+    s = np.float32(0.0)
+    for l in range(x.shape[0]):
+        out[l] = qw[l] * np.sqrt(sigma2 + x[l] * x[l])
+        s += out[l]
+    return s
+
+
+@njit(cache=True)
+def sum_squares(x):
+    """sum of x^2, accumulated serially in float32."""
+    s = np.float32(0.0)
+    for l in range(x.shape[0]):
+        s += x[l] * x[l]
+    return s
 
 
 @njit(cache=True)
@@ -618,11 +705,14 @@ def _dequantize_q5_K(q, out):
 
 
 @njit(cache=True, parallel=True)
-def _quantize_q6_K(x, out):
-    """quantize_row_q6_K_ref"""
+def _q6_K_rows(x, qw, out):
+    """quantize_row_q6_K_ref (qw empty: make_qx_quants weighs by x^2) and
+    quantize_row_q6_K_impl (qw: the imatrix row, used as it is, without sigma2)."""
     n, m = x.shape
+    weighted = qw.shape[0] > 0
     for r in prange(n):
         L = np.zeros(QK_K, dtype=np.int32)
+        w = np.zeros(16, dtype=np.float32)
         scales = np.zeros(QK_K // 16, dtype=np.float32)
         for i in range(m // QK_K):
             xb = x[r, i * QK_K:(i + 1) * QK_K]
@@ -630,7 +720,10 @@ def _quantize_q6_K(x, out):
             max_scale = np.float32(0.0)
             max_abs_scale = np.float32(0.0)
             for ib in range(QK_K // 16):
-                scale = make_qx_quants_rmse1(16, 32, xb[16 * ib:16 * ib + 16], L[16 * ib:16 * ib + 16])
+                xs = xb[16 * ib:16 * ib + 16]
+                for l in range(16):
+                    w[l] = qw[i * QK_K + 16 * ib + l] if weighted else xs[l] * xs[l]
+                scale = make_qx_quants(16, 32, xs, L[16 * ib:16 * ib + 16], w)
                 scales[ib] = scale
                 abs_scale = abs(scale)
                 if abs_scale > max_abs_scale:
@@ -700,4 +793,11 @@ register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, _validator(Q2_TS, Q2_D,
 register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, _validator(Q3_TS, Q3_D)))
 register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, _validator(Q4_TS, Q4_D, Q4_DMIN)))
 register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, _validator(Q5_TS, Q5_D, Q5_DMIN)))
-register(Codec(T.Q6_K, _quantize_q6_K, _dequantize_q6_K, _validator(Q6_TS, Q6_D)))
+_NO_WEIGHTS = np.zeros(0, dtype=np.float32)
+
+
+def _quantize_q6_K(x, out):
+    _q6_K_rows(x, _NO_WEIGHTS, out)
+
+
+register(Codec(T.Q6_K, _quantize_q6_K, _dequantize_q6_K, _validator(Q6_TS, Q6_D), _q6_K_rows))

@@ -8,6 +8,11 @@ Block layouts (ggml-common.h), every scale an fp16:
     Q8_0: d, qs[QK] (int8)            w = q*d
 Weight j < QK/2 is in the low nibble of qs[j], weight j + QK/2 in its high nibble; the fifth
 bit of weight j is bit j of the little-endian uint32 qh.
+
+Without an importance matrix the quantizers are ``quantize_row_*_ref``; with one (ggml's
+quant_weights, one float a column) they are ``quantize_row_q4_0_impl`` .. ``q5_1_impl``: each
+block is fitted by make_qx_quants (Q4_0, Q5_0) or make_qkx3_quants (Q4_1, Q5_1) under the
+weights qw * sqrt(sigma2 + x^2), sigma2 the row's mean square. Q8_0 ignores the weights.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from numba import njit, prange
 
 from . import Codec, register
 from ._bits import c_f2i, first_bad_fp16_field, load_fp16, roundf, store_fp16, to_i8
+from .kquants import importance_weights, make_qkx2_quants, make_qx_quants, sum_squares
 
 QK4_0 = GGML_QUANT_SIZES[T.Q4_0][0]
 QK4_1 = GGML_QUANT_SIZES[T.Q4_1][0]
@@ -40,6 +46,7 @@ assert TS4_1 == 2 * FP16 + QK4_1 // 2
 assert TS5_0 == FP16 + QH + QK5_0 // 2
 assert TS5_1 == 2 * FP16 + QH + QK5_1 // 2
 assert TS8_0 == FP16 + QK8_0
+assert QK4_0 == QK4_1 == QK5_0 == QK5_1  # the weighted kernels serve all four
 
 
 # -- Q4_0 --------------------------------------------------------------------------------------
@@ -246,6 +253,80 @@ def _dequantize_q5_1(q, out):
                 out[r, i * qk + j + qk // 2] = np.float32(x1) * d + mn
 
 
+# -- Q4_0 .. Q5_1 with an importance matrix -----------------------------------------------------
+
+
+@njit(cache=True)
+def _pack_levels(L, y, off_qh, off_qs):
+    """qs[j] = L[j] & 0xF | (L[j+16] & 0xF) << 4 and, for the 5-bit types (off_qh >= 0), bit 4
+    of L[j] at bit j of qh."""
+    half = QK4_0 // 2
+    qh = 0
+    for j in range(half):
+        y[off_qs + j] = (L[j] & 0x0F) | ((L[j + half] & 0x0F) << 4)
+        qh |= ((L[j] & 0x10) >> 4) << j
+        qh |= ((L[j + half] & 0x10) >> 4) << (j + half)
+    if off_qh >= 0:
+        for b in range(QH):
+            y[off_qh + b] = (qh >> (8 * b)) & 0xFF
+
+
+@njit(cache=True, parallel=True)
+def _quantize_symmetric_weighted(x, qw, out, nmax, type_size, off_qh, off_qs):
+    """quantize_row_q4_0_impl (nmax 8) / quantize_row_q5_0_impl (nmax 16): d from
+    make_qx_quants(QK, nmax, xb, L, 1, weight), levels 0..2*nmax-1."""
+    qk = QK4_0
+    n, m = x.shape
+    for r in prange(n):
+        L = np.zeros(qk, dtype=np.int32)
+        w = np.zeros(qk, dtype=np.float32)
+        sigma2 = sum_squares(x[r]) / np.float32(m)
+        for i in range(m // qk):
+            xb = x[r, i * qk:(i + 1) * qk]
+            y = out[r, i * type_size:(i + 1) * type_size]
+            importance_weights(xb, qw[i * qk:(i + 1) * qk], sigma2, w)
+            store_fp16(y, 0, make_qx_quants(qk, nmax, xb, L, w))
+            _pack_levels(L, y, off_qh, off_qs)
+
+
+@njit(cache=True, parallel=True)
+def _quantize_affine_weighted(x, qw, out, nmax, type_size, off_qh, off_qs):
+    """quantize_row_q4_1_impl (nmax 15) / quantize_row_q5_1_impl (nmax 31): d and m from
+    make_qkx3_quants(QK, nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false)."""
+    qk = QK4_1
+    n, m = x.shape
+    for r in prange(n):
+        L = np.zeros(qk, dtype=np.int32)
+        Laux = np.zeros(qk, dtype=np.int32)
+        w = np.zeros(qk, dtype=np.float32)
+        sigma2 = sum_squares(x[r]) / np.float32(m)
+        for i in range(m // qk):
+            xb = x[r, i * qk:(i + 1) * qk]
+            y = out[r, i * type_size:(i + 1) * type_size]
+            importance_weights(xb, qw[i * qk:(i + 1) * qk], sigma2, w)
+            # make_qkx3_quants given weights is make_qkx2_quants line for line
+            d, the_min = make_qkx2_quants(qk, nmax, xb, w, L, Laux, -0.9, 0.05, 36, False)
+            store_fp16(y, 0, d)
+            store_fp16(y, FP16, -the_min)
+            _pack_levels(L, y, off_qh, off_qs)
+
+
+def _quantize_q4_0_weighted(x, qw, out):
+    _quantize_symmetric_weighted(x, qw, out, 8, TS4_0, -1, FP16)
+
+
+def _quantize_q5_0_weighted(x, qw, out):
+    _quantize_symmetric_weighted(x, qw, out, 16, TS5_0, FP16, FP16 + QH)
+
+
+def _quantize_q4_1_weighted(x, qw, out):
+    _quantize_affine_weighted(x, qw, out, 15, TS4_1, -1, 2 * FP16)
+
+
+def _quantize_q5_1_weighted(x, qw, out):
+    _quantize_affine_weighted(x, qw, out, 31, TS5_1, 2 * FP16, 2 * FP16 + QH)
+
+
 # -- Q8_0 --------------------------------------------------------------------------------------
 
 
@@ -286,8 +367,8 @@ def _validator(type_size: int, off0: int, off1: int = -1):
     return lambda q: first_bad_fp16_field(q, type_size, off0, off1)
 
 
-register(Codec(T.Q4_0, _quantize_q4_0, _dequantize_q4_0, _validator(TS4_0, 0)))
-register(Codec(T.Q4_1, _quantize_q4_1, _dequantize_q4_1, _validator(TS4_1, 0, FP16)))
-register(Codec(T.Q5_0, _quantize_q5_0, _dequantize_q5_0, _validator(TS5_0, 0)))
-register(Codec(T.Q5_1, _quantize_q5_1, _dequantize_q5_1, _validator(TS5_1, 0, FP16)))
+register(Codec(T.Q4_0, _quantize_q4_0, _dequantize_q4_0, _validator(TS4_0, 0), _quantize_q4_0_weighted))
+register(Codec(T.Q4_1, _quantize_q4_1, _dequantize_q4_1, _validator(TS4_1, 0, FP16), _quantize_q4_1_weighted))
+register(Codec(T.Q5_0, _quantize_q5_0, _dequantize_q5_0, _validator(TS5_0, 0), _quantize_q5_0_weighted))
+register(Codec(T.Q5_1, _quantize_q5_1, _dequantize_q5_1, _validator(TS5_1, 0, FP16), _quantize_q5_1_weighted))
 register(Codec(T.Q8_0, _quantize_q8_0, _dequantize_q8_0, _validator(TS8_0, 0)))
