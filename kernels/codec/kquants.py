@@ -61,6 +61,7 @@ Q5_QH = Q5_SC + K_SCALE_SIZE
 Q5_QS = Q5_QH + QK_K // 8
 Q5_TS = GGML_QUANT_SIZES[T.Q5_K][1]
 assert Q5_TS == Q5_QS + QK_K // 2
+assert (Q4_D, Q4_DMIN, Q4_SC) == (Q5_D, Q5_DMIN, Q5_SC)
 # Q6_K
 Q6_QL, Q6_QH = 0, QK_K // 2
 Q6_SC = Q6_QH + QK_K // 4
@@ -364,13 +365,20 @@ def _pack_scales_k4(scales, mins, max_scale, max_min, y, off):
     for j in range(QK_K // 32):
         ls = min(63, nearest_int(inv_scale * scales[j]) & 0xFF)  # uint8_t, then MIN(63, .)
         lm = min(63, nearest_int(inv_min * mins[j]) & 0xFF)
-        if j < 4:
-            y[off + j] = ls
-            y[off + j + 4] = lm
-        else:
-            y[off + j + 4] = (ls & 0xF) | ((lm & 0xF) << 4)
-            y[off + j - 4] |= (ls >> 4) << 6
-            y[off + j] |= (lm >> 4) << 6
+        _pack_k4(j, ls, lm, y, off)
+
+
+@njit(cache=True)
+def _pack_k4(j, ls, lm, y, off):
+    """The 6-bit scale ls and min lm of sub-block j into the 12 bytes at y[off:] (a uint8_t
+    level above 63 spills its top bits as C's byte stores do)."""
+    if j < 4:
+        y[off + j] = ls & 0xFF
+        y[off + j + 4] = lm & 0xFF
+    else:
+        y[off + j + 4] = ((ls & 0xF) | ((lm & 0xF) << 4)) & 0xFF
+        y[off + j - 4] |= ((ls >> 4) << 6) & 0xFF
+        y[off + j] |= ((lm >> 4) << 6) & 0xFF
 
 
 @njit(cache=True)
@@ -408,6 +416,89 @@ def _requantize_k4(x, L, y, d_off, dmin_off, sc_off, nmax):
         for ii in range(32):
             l = nearest_int((x[32 * j + ii] + dm) / d)
             L[32 * j + ii] = max(0, min(nmax, l))
+
+
+@njit(cache=True)
+def _pack_q4_K_levels(L, y):
+    """qs[j/2 + l] = L[j+l] | L[j+l+32] << 4 for each 64 weights j (Q4_K)."""
+    for j in range(0, QK_K, 64):
+        for l in range(32):
+            y[Q4_QS + j // 2 + l] = L[j + l] | (L[j + l + 32] << 4)
+
+
+@njit(cache=True)
+def _pack_q5_K_levels(L, y):
+    """Q5_K: low nibbles as Q4_K's; the fifth bit of weight nn + j (nn = 64*k) and of
+    nn + j + 32 go to bits 2k and 2k+1 of qh[j]."""
+    for b in range(QK_K // 8):
+        y[Q5_QH + b] = 0
+    m1 = 1
+    m2 = 2
+    for nn in range(0, QK_K, 64):
+        for j in range(32):
+            l1 = L[nn + j]
+            if l1 > 15:
+                l1 -= 16
+                y[Q5_QH + j] |= m1
+            l2 = L[nn + j + 32]
+            if l2 > 15:
+                l2 -= 16
+                y[Q5_QH + j] |= m2
+            y[Q5_QS + nn // 2 + j] = l1 | (l2 << 4)
+        m1 <<= 2
+        m2 <<= 2
+
+
+@njit(cache=True, parallel=True)
+def _quantize_k4_weighted(x, qw, out, nmax, type_size):
+    """quantize_row_q4_K_impl (nmax 15) / quantize_row_q5_K_impl (nmax 31): each 32-weight
+    sub-block by make_qkx3_quants(32, nmax, .., -0.9f, 0.05f, 36) under qw*sqrt(sigma2 + x^2)
+    with sigma2 = 2*mean(x^2); the 8 scales and mins by make_qp_quants(8, 63, .., sw), sw the
+    sub-blocks' weight sums; then the levels again from the stored scales. Q5_K clamps the
+    6-bit levels to 63, Q4_K stores them as they come."""
+    n, m = x.shape
+    for r in prange(n):
+        L = np.zeros(QK_K, dtype=np.int32)
+        Laux = np.zeros(32, dtype=np.int32)
+        Ls = np.zeros(QK_K // 32, dtype=np.int32)
+        Lm = np.zeros(QK_K // 32, dtype=np.int32)
+        weights = np.zeros(32, dtype=np.float32)
+        sw = np.zeros(QK_K // 32, dtype=np.float32)
+        scales = np.zeros(QK_K // 32, dtype=np.float32)
+        mins = np.zeros(QK_K // 32, dtype=np.float32)
+        for i in range(m // QK_K):
+            xb = x[r, i * QK_K:(i + 1) * QK_K]
+            y = out[r, i * type_size:(i + 1) * type_size]
+            sigma2 = np.float32(2.0) * sum_squares(xb) / np.float32(QK_K)
+            for j in range(QK_K // 32):
+                xs = xb[32 * j:32 * j + 32]
+                sw[j] = importance_weights(xs, qw[i * QK_K + 32 * j:i * QK_K + 32 * j + 32], sigma2, weights)
+                # make_qkx3_quants given weights is make_qkx2_quants line for line
+                scales[j], mins[j] = make_qkx2_quants(32, nmax, xs, weights, L[32 * j:32 * j + 32], Laux,
+                                                      -0.9, 0.05, 36, False)
+            d_block = make_qp_quants(QK_K // 32, 63, scales, Ls, sw)
+            m_block = make_qp_quants(QK_K // 32, 63, mins, Lm, sw)
+            for j in range(QK_K // 32):
+                if nmax == 31:
+                    _pack_k4(j, min(63, Ls[j]), min(63, Lm[j]), y, Q5_SC)
+                else:
+                    _pack_k4(j, Ls[j], Lm[j], y, Q4_SC)
+            # Q4_K and Q5_K share d, dmin and the scales' offsets
+            store_fp16(y, Q4_D, d_block)
+            store_fp16(y, Q4_DMIN, m_block)
+            _requantize_k4(xb, L, y, Q4_D, Q4_DMIN, Q4_SC, nmax)
+            if nmax == 31:
+                _pack_q5_K_levels(L, y)
+            else:
+                _pack_q4_K_levels(L, y)
+
+
+def _quantize_q4_K_weighted(x, qw, out):
+    _quantize_k4_weighted(x, qw, out, 15, Q4_TS)
+
+
+def _quantize_q5_K_weighted(x, qw, out):
+    _quantize_k4_weighted(x, qw, out, 31, Q5_TS)
 
 
 # -- Q2_K --------------------------------------------------------------------------------------
@@ -605,9 +696,7 @@ def _quantize_q4_K(x, out):
             store_fp16(y, Q4_D, max_scale / np.float32(63.0))
             store_fp16(y, Q4_DMIN, max_min / np.float32(63.0))
             _requantize_k4(xb, L, y, Q4_D, Q4_DMIN, Q4_SC, 15)
-            for j in range(0, QK_K, 64):
-                for l in range(32):
-                    y[Q4_QS + j // 2 + l] = L[j + l] | (L[j + l + 32] << 4)
+            _pack_q4_K_levels(L, y)
 
 
 @njit(cache=True, parallel=True)
@@ -654,23 +743,7 @@ def _quantize_q5_K(x, out):
             store_fp16(y, Q5_D, max_scale / np.float32(63.0))
             store_fp16(y, Q5_DMIN, max_min / np.float32(63.0))
             _requantize_k4(xb, L, y, Q5_D, Q5_DMIN, Q5_SC, 31)
-            for b in range(QK_K // 8):
-                y[Q5_QH + b] = 0
-            m1 = 1
-            m2 = 2
-            for nn in range(0, QK_K, 64):
-                for j in range(32):
-                    l1 = L[nn + j]
-                    if l1 > 15:
-                        l1 -= 16
-                        y[Q5_QH + j] |= m1
-                    l2 = L[nn + j + 32]
-                    if l2 > 15:
-                        l2 -= 16
-                        y[Q5_QH + j] |= m2
-                    y[Q5_QS + nn // 2 + j] = l1 | (l2 << 4)
-                m1 <<= 2
-                m2 <<= 2
+            _pack_q5_K_levels(L, y)
 
 
 @njit(cache=True, parallel=True)
@@ -791,8 +864,8 @@ def _validator(type_size: int, off0: int, off1: int = -1):
 
 register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, _validator(Q2_TS, Q2_D, Q2_DMIN)))
 register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, _validator(Q3_TS, Q3_D)))
-register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, _validator(Q4_TS, Q4_D, Q4_DMIN)))
-register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, _validator(Q5_TS, Q5_D, Q5_DMIN)))
+register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, _validator(Q4_TS, Q4_D, Q4_DMIN), _quantize_q4_K_weighted))
+register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, _validator(Q5_TS, Q5_D, Q5_DMIN), _quantize_q5_K_weighted))
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
