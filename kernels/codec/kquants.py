@@ -547,15 +547,54 @@ def _quantize_q2_K(x, out):
                 store_fp16(y, Q2_DMIN, max_min / q4scale)
             else:
                 store_fp16(y, Q2_DMIN, np.float32(0.0))
+            _q2_K_levels(xb, L, y)
+
+
+@njit(cache=True)
+def _q2_K_levels(xb, L, y):
+    """Q2_K's last step: the levels 0..3 again from the stored (fp16, 4-bit) scales and mins
+    (sub-blocks whose scale rounds to zero keep their first levels), then packed."""
+    for j in range(QK_K // 16):
+        d = load_fp16(y, Q2_D) * np.float32(y[Q2_SC + j] & 0xF)
+        if d == np.float32(0.0):
+            continue
+        dm = load_fp16(y, Q2_DMIN) * np.float32(y[Q2_SC + j] >> 4)
+        for ii in range(16):
+            l = nearest_int((xb[16 * j + ii] + dm) / d)
+            L[16 * j + ii] = max(0, min(3, l))
+    _pack_2bit(L, y, Q2_QS)
+
+
+@njit(cache=True, parallel=True)
+def _quantize_q2_K_weighted(x, qw, out):
+    """quantize_row_q2_K_impl: each 16-weight sub-block by make_qkx3_quants(16, 3, ..,
+    -0.9f, 0.05f, 36) under qw*sqrt(sigma2 + x^2), sigma2 = mean(x^2) of the super-block;
+    the 16 scales and mins by make_qp_quants(16, 15, .., sw), sw the sub-blocks' weight sums."""
+    n, m = x.shape
+    for r in prange(n):
+        L = np.zeros(QK_K, dtype=np.int32)
+        Laux = np.zeros(16, dtype=np.int32)
+        Ls = np.zeros(QK_K // 16, dtype=np.int32)
+        Lm = np.zeros(QK_K // 16, dtype=np.int32)
+        weight = np.zeros(16, dtype=np.float32)
+        sw = np.zeros(QK_K // 16, dtype=np.float32)
+        scales = np.zeros(QK_K // 16, dtype=np.float32)
+        mins = np.zeros(QK_K // 16, dtype=np.float32)
+        for i in range(m // QK_K):
+            xb = x[r, i * QK_K:(i + 1) * QK_K]
+            y = out[r, i * Q2_TS:(i + 1) * Q2_TS]
+            sigma2 = sum_squares(xb) / np.float32(QK_K)
             for j in range(QK_K // 16):
-                d = load_fp16(y, Q2_D) * np.float32(y[Q2_SC + j] & 0xF)
-                if d == np.float32(0.0):
-                    continue
-                dm = load_fp16(y, Q2_DMIN) * np.float32(y[Q2_SC + j] >> 4)
-                for ii in range(16):
-                    l = nearest_int((xb[16 * j + ii] + dm) / d)
-                    L[16 * j + ii] = max(0, min(3, l))
-            _pack_2bit(L, y, Q2_QS)
+                xs = xb[16 * j:16 * j + 16]
+                sw[j] = importance_weights(xs, qw[i * QK_K + 16 * j:i * QK_K + 16 * j + 16], sigma2, weight)
+                # make_qkx3_quants given weights is make_qkx2_quants line for line
+                scales[j], mins[j] = make_qkx2_quants(16, 3, xs, weight, L[16 * j:16 * j + 16], Laux,
+                                                      -0.9, 0.05, 36, False)
+            store_fp16(y, Q2_D, make_qp_quants(QK_K // 16, 15, scales, Ls, sw))
+            store_fp16(y, Q2_DMIN, make_qp_quants(QK_K // 16, 15, mins, Lm, sw))
+            for j in range(QK_K // 16):
+                y[Q2_SC + j] = (Ls[j] | (Lm[j] << 4)) & 0xFF
+            _q2_K_levels(xb, L, y)
 
 
 @njit(cache=True, parallel=True)
@@ -621,31 +660,70 @@ def _quantize_q3_K(x, out):
                 iscale = np.float32(-32.0) / max_scale
                 for j in range(QK_K // 16):
                     l = nearest_int(iscale * scales[j])
-                    l = max(-32, min(31, l)) + 32
-                    if j < 8:
-                        y[Q3_SC + j] = l & 0xF
-                    else:
-                        y[Q3_SC + j - 8] |= (l & 0xF) << 4
-                    l >>= 4
-                    y[Q3_SC + j % 4 + 8] |= l << (2 * (j // 4))
+                    _pack_q3_scale(y, j, max(-32, min(31, l)) + 32)
                 store_fp16(y, Q3_D, np.float32(1.0) / iscale)
             else:
                 store_fp16(y, Q3_D, np.float32(0.0))
+            _q3_K_levels(xb, L, y)
+
+
+@njit(cache=True)
+def _pack_q3_scale(y, j, l):
+    """The biased 6-bit scale l (0..63) of sub-block j into the 12 bytes at Q3_SC (zeroed first)."""
+    if j < 8:
+        y[Q3_SC + j] = l & 0xF
+    else:
+        y[Q3_SC + j - 8] |= (l & 0xF) << 4
+    y[Q3_SC + j % 4 + 8] |= ((l >> 4) << (2 * (j // 4))) & 0xFF
+
+
+@njit(cache=True)
+def _q3_K_levels(xb, L, y):
+    """Q3_K's last step: the levels -4..3 again from the stored scales, the high bit of weight
+    j to bit j / (QK_K/8) of hmask[j % (QK_K/8)], the low two bits packed."""
+    for j in range(QK_K // 16):
+        d = load_fp16(y, Q3_D) * np.float32(_q3_scale(y, j))
+        if d == np.float32(0.0):
+            continue
+        for ii in range(16):
+            l = nearest_int(xb[16 * j + ii] / d)
+            L[16 * j + ii] = max(-4, min(3, l)) + 4
+    for b in range(QK_K // 8):
+        y[Q3_HM + b] = 0
+    for j in range(QK_K):
+        if L[j] > 3:
+            y[Q3_HM + j % (QK_K // 8)] |= 1 << (j // (QK_K // 8))
+            L[j] -= 4
+    _pack_2bit(L, y, Q3_QS)
+
+
+@njit(cache=True, parallel=True)
+def _quantize_q3_K_weighted(x, qw, out):
+    """quantize_row_q3_K_impl: each 16-weight sub-block by make_qx_quants(16, 4, .., 1, weight)
+    under qw*sqrt(sigma2 + x^2), sigma2 = 2*mean(x^2); the 16 scales by
+    make_qx_quants(16, 32, scales, Ls, 1, sw), sw the sub-blocks' weight sums."""
+    n, m = x.shape
+    for r in prange(n):
+        L = np.zeros(QK_K, dtype=np.int32)
+        Ls = np.zeros(QK_K // 16, dtype=np.int32)
+        weight = np.zeros(16, dtype=np.float32)
+        sw = np.zeros(QK_K // 16, dtype=np.float32)
+        scales = np.zeros(QK_K // 16, dtype=np.float32)
+        for i in range(m // QK_K):
+            xb = x[r, i * QK_K:(i + 1) * QK_K]
+            y = out[r, i * Q3_TS:(i + 1) * Q3_TS]
+            sigma2 = np.float32(2.0) * sum_squares(xb) / np.float32(QK_K)
             for j in range(QK_K // 16):
-                d = load_fp16(y, Q3_D) * np.float32(_q3_scale(y, j))
-                if d == np.float32(0.0):
-                    continue
-                for ii in range(16):
-                    l = nearest_int(xb[16 * j + ii] / d)
-                    L[16 * j + ii] = max(-4, min(3, l)) + 4
-            # the high bit of weight j goes to bit j / (QK_K/8) of hmask[j % (QK_K/8)]
-            for b in range(QK_K // 8):
-                y[Q3_HM + b] = 0
-            for j in range(QK_K):
-                if L[j] > 3:
-                    y[Q3_HM + j % (QK_K // 8)] |= 1 << (j // (QK_K // 8))
-                    L[j] -= 4
-            _pack_2bit(L, y, Q3_QS)
+                xs = xb[16 * j:16 * j + 16]
+                sw[j] = importance_weights(xs, qw[i * QK_K + 16 * j:i * QK_K + 16 * j + 16], sigma2, weight)
+                scales[j] = make_qx_quants(16, 4, xs, L[16 * j:16 * j + 16], weight)
+            for b in range(K_SCALE_SIZE):
+                y[Q3_SC + b] = 0
+            d_block = make_qx_quants(QK_K // 16, 32, scales, Ls, sw)
+            for j in range(QK_K // 16):
+                _pack_q3_scale(y, j, Ls[j])
+            store_fp16(y, Q3_D, d_block)
+            _q3_K_levels(xb, L, y)
 
 
 @njit(cache=True, parallel=True)
@@ -862,8 +940,8 @@ def _validator(type_size: int, off0: int, off1: int = -1):
     return lambda q: first_bad_fp16_field(q, type_size, off0, off1)
 
 
-register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, _validator(Q2_TS, Q2_D, Q2_DMIN)))
-register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, _validator(Q3_TS, Q3_D)))
+register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, _validator(Q2_TS, Q2_D, Q2_DMIN), _quantize_q2_K_weighted))
+register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, _validator(Q3_TS, Q3_D), _quantize_q3_K_weighted))
 register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, _validator(Q4_TS, Q4_D, Q4_DMIN), _quantize_q4_K_weighted))
 register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, _validator(Q5_TS, Q5_D, Q5_DMIN), _quantize_q5_K_weighted))
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
