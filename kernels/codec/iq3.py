@@ -158,19 +158,24 @@ def _round_group(xval, o, inv, L):
 
 
 @njit(cache=True)
-def _find_best_neighbour(nb, start, levels, xval, waux, o, scale, L):
+def _find_best_neighbour(nb, start, levels, xval, waux, o, scale, L, e):
     """iq3_find_best_neighbour: of the grid points listed at nb[start], the one with the least
     sum waux * (scale * q - xval)^2 over the group xval[o:o+4] (q = 2l + 1); its levels go to
     L[o:o+4]. Returns its index, -1 where ggml's GGML_ASSERT(grid_index >= 0) aborts (every
-    distance NaN or infinite)."""
+    distance NaN or infinite). Each term depends only on the coordinate and its level, so the
+    32 are formed once into e (the same float32 products as ggml's per point) and each point's
+    distance sums its 4 in ggml's order."""
+    for i in range(4):
+        for l in range(KMAXQ):
+            diff = scale * f32(2 * l + 1) - xval[o + i]
+            e[KMAXQ * i + l] = waux[o + i] * diff * diff
     best_d2 = FLT_MAX
     gi = -1
     for j in range(1, np.int64(nb[start]) + 1):
         g = np.int64(nb[start + j])
         d2 = f32(0.0)
         for i in range(4):
-            diff = scale * f32(2 * np.int64(levels[g, i]) + 1) - xval[o + i]
-            d2 += waux[o + i] * diff * diff
+            d2 += e[KMAXQ * i + levels[g, i]]
         if d2 < best_d2:
             best_d2 = d2
             gi = g
@@ -192,7 +197,7 @@ def _sums_2l1(xval, weight, L):
 
 
 @njit(cache=True)
-def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, nstep, on_init, redo_all):
+def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, nstep, on_init, redo_all, e):
     """The scale search of quantize_row_iq3_xxs_impl (nstep 15, groups start on the grid, only
     off-grid ones redone) and quantize_row_iq3_s_impl (nstep 9, groups start off the grid, all
     redone) for one block of 32 magnitudes xval with max vmax > 0: 2 nstep + 1 inverse scales
@@ -210,7 +215,7 @@ def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, n
         for k in range(GROUPS):
             gi = kmap[_round_group(xval, 4 * k, inv, Laux)]
             on_aux[k] = gi >= 0
-            if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, this_scale, Laux) < 0:
+            if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, this_scale, Laux, e) < 0:
                 return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, Laux)
         if sumq2 > 0 and sumqx * sumqx > best * sumq2:
@@ -230,7 +235,7 @@ def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, n
             if on[k] and not redo_all:
                 continue
             gi = kmap[_round_group(xval, 4 * k, inv, L)]
-            if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, scale, L) < 0:
+            if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, scale, L, e) < 0:
                 return f32(np.nan)
         sumqx, sumq2 = _sums_2l1(xval, weight, L)
         if sumq2 > 0:
@@ -259,7 +264,7 @@ def _scale_nibble(inv_d, s):
 
 @njit(cache=True)
 def _iq3_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, on, on_aux,
-                        signs, q3, sas):
+                        signs, q3, sas, e):
     """quantize_row_iq3_xxs_impl (grid_size 256) for one super-block x (256) into row[o:]; qw the
     imatrix row or empty. False where ggml aborts."""
     for i in range(QK_K // 4):
@@ -303,7 +308,7 @@ def _iq3_xxs_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, x
         if vmax < GROUP_MAX_EPS_IQ3_XXS:
             scales[ib] = 0
             continue
-        scale = _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, 15, True, False)
+        scale = _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, 15, True, False, e)
         if scale < 0:  # "should never happen" (ggml): flip the scale and the signs
             scale = -scale
             for k in range(4):
@@ -344,6 +349,7 @@ def _quantize_iq3_xxs(x, qw, out, levels, kmap, nb):
         scales = np.empty(QK_K // BLOCK, np.float32)
         weight = np.empty(BLOCK, np.float32)
         waux = np.empty(BLOCK, np.float32)
+        e = np.empty(4 * KMAXQ, np.float32)
         xval = np.empty(BLOCK, np.float32)
         L = np.zeros(BLOCK, np.int64)
         Laux = np.zeros(BLOCK, np.int64)
@@ -355,7 +361,7 @@ def _quantize_iq3_xxs(x, qw, out, levels, kmap, nb):
         for b in range(ne0 // QK_K):
             w = qw[b * QK_K:(b + 1) * QK_K] if qw.shape[0] else qw
             if not _iq3_xxs_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * XXS_TS, levels, kmap, nb,
-                                       scales, weight, waux, xval, L, Laux, on, on_aux, signs, q3, sas):
+                                       scales, weight, waux, xval, L, Laux, on, on_aux, signs, q3, sas, e):
                 bad[r] = 1
                 break
     return bad
@@ -388,7 +394,7 @@ def _dequantize_iq3_xxs(q, out, grid, ksigns):
 
 
 @njit(cache=True)
-def _iq3_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, on, on_aux, signs):
+def _iq3_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xval, L, Laux, on, on_aux, signs, e):
     """quantize_row_iq3_s_impl (block_size 32) for one super-block x (256) into row[o:]; qw the
     imatrix row or empty. False where ggml aborts."""
     for i in range(S_TS):
@@ -420,7 +426,7 @@ def _iq3_s_superblock(x, qw, row, o, levels, kmap, nb, scales, weight, waux, xva
         if vmax == 0:
             scales[ib] = 0
             continue
-        scale = _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, 9, False, True)
+        scale = _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, 9, False, True, e)
         if scale < 0:  # "should never happen" (ggml): flip the scale and the signs
             scale = -scale
             for k in range(BLOCK // 8):
@@ -458,6 +464,7 @@ def _quantize_iq3_s(x, qw, out, levels, kmap, nb):
         scales = np.empty(QK_K // BLOCK, np.float32)
         weight = np.empty(BLOCK, np.float32)
         waux = np.empty(BLOCK, np.float32)
+        e = np.empty(4 * KMAXQ, np.float32)
         xval = np.empty(BLOCK, np.float32)
         L = np.zeros(BLOCK, np.int64)
         Laux = np.zeros(BLOCK, np.int64)
@@ -467,7 +474,7 @@ def _quantize_iq3_s(x, qw, out, levels, kmap, nb):
         for b in range(ne0 // QK_K):
             w = qw[b * QK_K:(b + 1) * QK_K] if qw.shape[0] else qw
             if not _iq3_s_superblock(x[r, b * QK_K:(b + 1) * QK_K], w, out[r], b * S_TS, levels, kmap, nb,
-                                     scales, weight, waux, xval, L, Laux, on, on_aux, signs):
+                                     scales, weight, waux, xval, L, Laux, on, on_aux, signs, e):
                 bad[r] = 1
                 break
     return bad
