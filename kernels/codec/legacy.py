@@ -1,4 +1,4 @@
-"""The legacy 32-weight block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (ggml-quants.c).
+"""The legacy block types Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (32 weights) and Q1_0 (128) (ggml-quants.c).
 
 Block layouts (ggml-common.h), every scale an fp16:
     Q4_0: d, qs[QK/2]                 q = nibble - 8,        w = q*d
@@ -6,13 +6,14 @@ Block layouts (ggml-common.h), every scale an fp16:
     Q5_0: d, qh[4], qs[QK/2]          q = nibble|bit<<4 - 16, w = q*d
     Q5_1: d, m, qh[4], qs[QK/2]       q = nibble|bit<<4,     w = q*d + m
     Q8_0: d, qs[QK] (int8)            w = q*d
+    Q1_0: d, qs[QK/8]                 w = +d if bit j of qs is set, else -d
 Weight j < QK/2 is in the low nibble of qs[j], weight j + QK/2 in its high nibble; the fifth
 bit of weight j is bit j of the little-endian uint32 qh.
 
 Without an importance matrix the quantizers are ``quantize_row_*_ref``; with one (ggml's
 quant_weights, one float a column) they are ``quantize_row_q4_0_impl`` .. ``q5_1_impl``: each
 block is fitted by make_qx_quants (Q4_0, Q5_0) or make_qkx3_quants (Q4_1, Q5_1) under the
-weights qw * sqrt(sigma2 + x^2), sigma2 the row's mean square. Q8_0 ignores the weights.
+weights qw * sqrt(sigma2 + x^2), sigma2 the row's mean square. Q8_0 and Q1_0 ignore them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ QK4_1 = GGML_QUANT_SIZES[T.Q4_1][0]
 QK5_0 = GGML_QUANT_SIZES[T.Q5_0][0]
 QK5_1 = GGML_QUANT_SIZES[T.Q5_1][0]
 QK8_0 = GGML_QUANT_SIZES[T.Q8_0][0]
+QK1_0 = GGML_QUANT_SIZES[T.Q1_0][0]
 FP16 = 2  # bytes of an fp16 scale
 QH = 4  # bytes of the fifth-bit word of Q5_0 / Q5_1
 FLT_MAX = np.float32(np.finfo(np.float32).max)
@@ -41,11 +43,13 @@ TS4_1 = GGML_QUANT_SIZES[T.Q4_1][1]
 TS5_0 = GGML_QUANT_SIZES[T.Q5_0][1]
 TS5_1 = GGML_QUANT_SIZES[T.Q5_1][1]
 TS8_0 = GGML_QUANT_SIZES[T.Q8_0][1]
+TS1_0 = GGML_QUANT_SIZES[T.Q1_0][1]
 assert TS4_0 == FP16 + QK4_0 // 2
 assert TS4_1 == 2 * FP16 + QK4_1 // 2
 assert TS5_0 == FP16 + QH + QK5_0 // 2
 assert TS5_1 == 2 * FP16 + QH + QK5_1 // 2
 assert TS8_0 == FP16 + QK8_0
+assert TS1_0 == FP16 + QK1_0 // 8
 assert QK4_0 == QK4_1 == QK5_0 == QK5_1  # the weighted kernels serve all four
 
 
@@ -363,6 +367,43 @@ def _dequantize_q8_0(q, out):
                 out[r, i * qk + j] = np.float32(np.int8(y[FP16 + j])) * d
 
 
+# -- Q1_0 --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def _quantize_q1_0(x, out):
+    """quantize_row_q1_0_ref: d = mean |x| of the block, then one sign bit a weight (x >= 0: set).
+    ggml's quantize_q1_0 runs this with or without quant_weights."""
+    qk = QK1_0
+    n, m = x.shape
+    for r in prange(n):
+        for i in range(m // qk):
+            xb = x[r, i * qk:(i + 1) * qk]
+            y = out[r, i * TS1_0:(i + 1) * TS1_0]
+            sum_abs = np.float32(0.0)
+            for j in range(qk):
+                sum_abs += abs(xb[j])
+            store_fp16(y, 0, sum_abs / np.float32(qk))
+            for b in range(qk // 8):
+                y[FP16 + b] = 0
+            for j in range(qk):
+                if xb[j] >= np.float32(0.0):
+                    y[FP16 + j // 8] |= 1 << (j % 8)
+
+
+@njit(cache=True, parallel=True)
+def _dequantize_q1_0(q, out):
+    """dequantize_row_q1_0"""
+    qk = QK1_0
+    n, rb = q.shape
+    for r in prange(n):
+        for i in range(rb // TS1_0):
+            y = q[r, i * TS1_0:(i + 1) * TS1_0]
+            d = load_fp16(y, 0)
+            for j in range(qk):
+                out[r, i * qk + j] = d if (y[FP16 + j // 8] >> (j % 8)) & 1 else -d
+
+
 def _validator(type_size: int, off0: int, off1: int = -1):
     return lambda q: first_bad_fp16_field(q, type_size, off0, off1)
 
@@ -372,3 +413,4 @@ register(Codec(T.Q4_1, _quantize_q4_1, _dequantize_q4_1, _validator(TS4_1, 0, FP
 register(Codec(T.Q5_0, _quantize_q5_0, _dequantize_q5_0, _validator(TS5_0, 0), _quantize_q5_0_weighted))
 register(Codec(T.Q5_1, _quantize_q5_1, _dequantize_q5_1, _validator(TS5_1, 0, FP16), _quantize_q5_1_weighted))
 register(Codec(T.Q8_0, _quantize_q8_0, _dequantize_q8_0, _validator(TS8_0, 0)))
+register(Codec(T.Q1_0, _quantize_q1_0, _dequantize_q1_0, _validator(TS1_0, 0)))
