@@ -73,13 +73,17 @@ assert Q6_TS == Q6_D + FP16
 # -- helpers (ggml-quants.c) -------------------------------------------------------------------
 
 
-@njit(cache=True)
+# error_model="numpy": C divides by zero here (see below) and goes on with an infinity
+@njit(cache=True, error_model="numpy")
 def make_qkx2_quants(n, nmax, x, weights, L, Laux, rmin, rdelta, nstep, use_mad):
     """make_qkx2_quants: asymmetric levels 0..nmax for x[:n]; returns (scale, the_min), sets L.
 
     The first guess spans [min(x, 0), max(x)]; then nstep+1 candidate inverse scales
     (rmin + rdelta*is + nmax) / (max - min) are tried, each with the least-squares scale and
-    min for its levels, keeping the one with the smallest weighted error.
+    min for its levels, keeping the one with the smallest weighted error. As in C, `min` is
+    the best candidate's min once one is taken, so max - min can become 0 (a block of zeros
+    and one negative value that carries no weight): the inverse scale is then infinite, every
+    level nearest_int(inf or NaN) = 0 or clamped to it, and no later candidate wins.
     """
     rmin = np.float32(rmin)
     rdelta = np.float32(rdelta)
