@@ -1,9 +1,13 @@
 """The k-quants Q2_K .. Q6_K: super-blocks of QK_K = 256 weights (ggml-quants.c).
 
-Each quantizer is ggml's ``quantize_row_qN_K_ref`` (what llama-quantize runs without an
-importance matrix), with its helpers ``make_qkx2_quants`` (Q2_K, Q4_K, Q5_K: scale and min
-per sub-block, searched over a grid of candidate scales), ``make_q3_quants`` (Q3_K) and
-``make_qx_quants`` (Q6_K). Every float operation is a float32 operation in C's order: the
+Without an importance matrix each quantizer is ggml's ``quantize_row_qN_K_ref``, with its
+helpers ``make_qkx2_quants`` (Q2_K, Q4_K, Q5_K: scale and min per sub-block, searched over a
+grid of candidate scales), ``make_q3_quants`` (Q3_K) and ``make_qx_quants`` (Q6_K). With one
+(quant_weights: one float a column, the same for every row) it is ``quantize_row_qN_K_impl``:
+the sub-blocks are fitted under the weights qw * sqrt(sigma2 + x^2) by make_qkx3_quants (Q2_K,
+Q4_K, Q5_K; make_qkx2_quants line for line once it is given weights) or make_qx_quants (Q3_K;
+Q6_K takes qw as it is), and the sub-block scales and mins themselves by make_qp_quants (Q2_K,
+Q4_K, Q5_K) or make_qx_quants (Q3_K), weighted by each sub-block's sum of weights. Every float operation is a float32 operation in C's order: the
 sums are accumulated serially, ints are converted before they meet a float, and rounding is
 ggml's ``nearest_int`` (round half to even through the 1.5*2^23 trick).
 
