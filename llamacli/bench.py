@@ -568,8 +568,10 @@ def bench_kernels(n_threads: int, n_tokens: Iterable[int] = (1, 128), types: Ite
             w = (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(np.float32)
             if qt == T.F32:
                 rows = w
-            else:
-                rows = codec(qt).quantize(w, n_threads).view(dot.row_dtype)
+            else:  # the types ggml quantizes only with an imatrix get a flat one
+                c = codec(qt)
+                imx = np.ones(n_in, np.float32) if c.requires_weights else None
+                rows = c.quantize(w, n_threads, weights=imx).view(dot.row_dtype)
             rows = np.ascontiguousarray(rows)
             for t in n_tokens:
                 if progress:
