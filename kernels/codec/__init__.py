@@ -4,15 +4,16 @@
 ``dequantize(rows: uint8[n, row_bytes]) -> float32[n, ne0]`` and
 ``quantize(rows: float32[n, ne0], nthreads) -> uint8[n, row_bytes]``.
 
-One module per family registers its types: ``floats`` (F32, F16, BF16), ``legacy``
-(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q1_0), ``kquants`` (Q2_K .. Q6_K), ``mxfp4`` (MXFP4, NVFP4),
-``ternary`` (TQ1_0, TQ2_0), ``iquants`` (IQ4_NL, IQ4_XS), ``iq2`` (IQ2_XXS, IQ2_XS, IQ2_S,
-IQ1_S, IQ1_M: the grids of iq2xs_init_impl) and ``iq3`` (IQ3_XXS, IQ3_S: iq3xs_init_impl). The quantizers are what
-``ggml_quantize_chunk`` runs, so what ``llama-quantize`` writes: without an importance matrix
-the legacy and K-quants are ggml's ``quantize_row_*_ref``; given one (``weights=``, a Codec
-with ``_quantize_weighted``) they are the ``quantize_row_*_impl`` that take quant_weights. The
-i-quants always run their ``_impl`` (with their own weighting where there is no imatrix);
-IQ2_XXS, IQ2_XS and IQ1_S refuse to run without one, as ggml does. The kernels are Numba ``@njit`` functions, parallel over rows.
+One module per family registers its types: ``floats`` (F32, F16, BF16), ``legacy`` (Q4_0, Q4_1,
+Q5_0, Q5_1, Q8_0, Q1_0), ``kquants`` (Q2_K .. Q6_K), ``mxfp4`` (MXFP4, NVFP4), ``ternary``
+(TQ1_0, TQ2_0), ``iquants`` (IQ4_NL, IQ4_XS), ``iq2`` (IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M:
+the grids of iq2xs_init_impl) and ``iq3`` (IQ3_XXS, IQ3_S: iq3xs_init_impl). The quantizers are
+what ``ggml_quantize_chunk`` runs, so what ``llama-quantize`` writes: without an importance
+matrix the legacy and K-quants are ggml's ``quantize_row_*_ref``; given one (``weights=``, a
+Codec with ``_quantize_weighted``) they are the ``quantize_row_*_impl`` that take
+quant_weights. The i-quants always run their ``_impl`` (with their own weighting where there is
+no imatrix); IQ2_XXS, IQ2_XS and IQ1_S refuse to run without one, as ggml does. The kernels are
+Numba ``@njit`` functions, parallel over rows.
 
 NaN / Inf policy (as llama.cpp): ``llama-quantize`` refuses a tensor whose input data holds a
 NaN or an infinity (``ggml_validate_row_data`` on load), so `Codec.quantize` refuses such rows
