@@ -39,7 +39,7 @@ MODELS = {"smollm2": ("SmolLM2-135M-Instruct.F16.gguf", "SmolLM2-135M-Instruct.Q
 QUANTIZE = Path(os.environ.get("LLAMA_QUANTIZE", "/work/peer/avx2/bin/llama-quantize"))
 TYPES = ("Q4_0", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K")
 IMATRIX_TYPES = ("IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
-                 "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0")
+                 "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0")  # SmolLM2 (tests use all but IQ3_M, IQ2_M); Gemma-3: IQ4_XS IQ3_M IQ2_M
 N_TOKENS = 32
 TOP_K = 64
 

@@ -151,8 +151,10 @@ def test_quantized_model_logits_match_llama_cpp(target, f16_files, golden, tmp_p
     assert identical >= 0.95 * len(ours)
 
 
-IMATRIX_LOGIT_TYPES = ("IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS",
-                       "IQ1_M", "IQ1_S", "TQ1_0", "TQ2_0")
+# one SmolLM2 mixture per i-quant and ternary type (its ffn_down), and the three most published
+# mixtures on Gemma-3
+IMATRIX_LOGIT_TYPES = ("IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
+                       "TQ1_0", "TQ2_0")
 IMATRIX_LOGIT_CASES = [("smollm2", t) for t in IMATRIX_LOGIT_TYPES] + [("gemma3", t) for t in ("IQ4_XS", "IQ3_M", "IQ2_M")]
 
 

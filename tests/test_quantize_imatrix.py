@@ -90,9 +90,9 @@ def test_include_exclude_weights():
 
 
 # whole files checked here (the golden data has every mixture's sha256; these cover the
-# metadata, the legacy and K-quant weighted quantizers, the imatrix-only ffn_down rule, a 32- and
-# a 256-block i-quant), a few seconds each once their codecs take weights
-FILES_TESTED = ("Q8_0", "Q4_0", "Q4_K_M", "IQ4_XS", "IQ2_XXS")
+# metadata, every legacy and K-quant weighted quantizer, the imatrix-only ffn_down rule, a 32-
+# and a 256-block i-quant; test_quantize_golden's logits tests check the other i-quant files)
+FILES_TESTED = ("Q8_0", "Q4_0", "Q5_1", "Q2_K_S", "Q3_K_M", "Q4_K_M", "Q5_K_M", "IQ4_XS", "IQ2_XXS")
 
 
 def _ready(f16, ft) -> str | None:
