@@ -2,7 +2,11 @@
 """Time `llamacli quantize` against llama.cpp's llama-quantize, side by side, whole process.
 
     .venv/bin/python scripts/bench_quantize.py [--runs 3] [--threads 2 1] [--type Q4_K_M]
-        [--llama-quantize /work/peer-build/bin/llama-quantize] [smollm2] [gemma3]
+        [--imatrix FILE|synthetic] [--llama-quantize /work/peer/native/bin/llama-quantize]
+        [smollm2] [gemma3]
+
+--imatrix synthetic writes tests/imatrix_synthetic.py's imatrix for the model (what the golden
+files of the i-quant mixtures were made with) and passes it to both tools.
 
 For each model's F16 file (made in the cache with our own requantizer if missing) and each
 thread count, the two commands run alternately (ours, theirs, ours, ...) into a temporary
@@ -62,7 +66,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, nargs="+", default=[2, 1])
     ap.add_argument("--type", default="Q4_K_M")
-    ap.add_argument("--llama-quantize", default="/work/peer-build/bin/llama-quantize")
+    ap.add_argument("--imatrix", help="an imatrix file for both tools, or 'synthetic'")
+    ap.add_argument("--llama-quantize", default="/work/peer/native/bin/llama-quantize")
     ap.add_argument("--llamacli", default=str(REPO / ".venv" / "bin" / "llamacli"))
     a = ap.parse_args()
     for m in a.models:
@@ -76,9 +81,20 @@ def main() -> None:
         out_ours, out_theirs = Path(tmp) / "ours.gguf", Path(tmp) / "theirs.gguf"
         for model in a.models:
             f16 = f16_file(model)
+            imx = []
+            if a.imatrix == "synthetic":
+                sys.path.insert(0, str(REPO / "tests"))
+                from imatrix_synthetic import write_model_imatrix
+                from llamacli.quantize.scan import ScannedGGUF
+
+                path = Path(tmp) / f"{model}.imatrix.gguf"
+                write_model_imatrix(path, [(v.name, v.ne) for v in ScannedGGUF(f16).tensors.values()])
+                imx = ["--imatrix", str(path)]
+            elif a.imatrix:
+                imx = ["--imatrix", a.imatrix]
             for nt in a.threads:
-                ours_cmd = [a.llamacli, "quantize", str(f16), str(out_ours), a.type, str(nt)]
-                theirs_cmd = [a.llama_quantize, str(f16), str(out_theirs), a.type, str(nt)]
+                ours_cmd = [a.llamacli, "quantize", *imx, str(f16), str(out_ours), a.type, str(nt)]
+                theirs_cmd = [a.llama_quantize, *imx, str(f16), str(out_theirs), a.type, str(nt)]
                 run(ours_cmd)  # warm: page cache, Numba's on-disk cache
                 run(theirs_cmd)
                 ours, theirs = [], []
