@@ -225,6 +225,52 @@ def _nibbles32(builder, ptr):
     return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(ir.IntType(32), 32), list(range(32))))
 
 
+def _iq4nl_values(builder, ptr):
+    """The 32 int8 values of an IQ4_NL block's 16 nibble bytes at ptr, low nibbles first:
+    kvalues_iq4nl looked up by _mm256_shuffle_epi8, as ggml's AVX2 IQ4 kernels do."""
+    from .grids import KVALUES_IQ4NL
+
+    table = ir.Constant(_I8x32, [int(v) for v in KVALUES_IQ4NL] * 2)
+    return _x86(builder, "llvm.x86.avx2.pshuf.b", _I8x32, [table, _nibbles32(builder, ptr)])
+
+
+def _iq4nl_lanes(builder, w_ptr, q_ptr):
+    """madd(maddubs(|v|, sign(v) * q), 1): lane l holds the exact sum over elements 4l..4l+3."""
+    ax, sy = _signed_pairs(builder, _iq4nl_values(builder, w_ptr), _load(builder, q_ptr, _I8x32))
+    dot = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [ax, sy])
+    return _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [dot, ir.Constant(_I16x16, [1] * 16)])
+
+
+@intrinsic
+def isum_iq4nl(typingctx, w, wo, q, qo):
+    """The exact integer dot product of one IQ4_NL block's nibbles at w[wo] with q[qo:qo+32]."""
+    sig = types.int32(w, wo, q, qo)
+
+    def codegen(context, builder, signature, args):
+        lanes = _iq4nl_lanes(builder, _ptr(context, builder, signature.args[0], args[0], args[1]),
+                             _ptr(context, builder, signature.args[2], args[2], args[3]))
+        return _isum8_ir(builder, lanes)
+
+    return sig, codegen
+
+
+@intrinsic
+def block_iq4nl(typingctx, acc, w, wo, q, qo, dd):
+    """acc + one IQ4_NL block against q8_0: fma(dd, lane, acc) on the eight lanes of
+    ggml_vec_dot_iq4_nl_q8_0's loop body (AVX2)."""
+    sig = ACC8(ACC8, w, wo, q, qo, types.float32)
+
+    def codegen(context, builder, signature, args):
+        lanes = _iq4nl_lanes(builder, _ptr(context, builder, signature.args[1], args[1], args[2]),
+                             _ptr(context, builder, signature.args[3], args[3], args[4]))
+        f = builder.sitofp(lanes, _F32x8)
+        fma = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        res = builder.call(fma, [_splat(builder, args[5], _F32x8), f, _tuple_to_vec(builder, args[0])])
+        return _vec_to_tuple(context, builder, res)
+
+    return sig, codegen
+
+
 @intrinsic
 def block_q8(typingctx, acc, w, wo, q, qo, dd):
     """acc + one Q8_0 block against q8_0: ggml_vec_dot_q8_0_q8_0's loop body (AVX2)."""

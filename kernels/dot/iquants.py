@@ -35,7 +35,7 @@ from numba import njit, prange
 
 from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
                      KVALUES_IQ4NL)
-from ..simd import fma32, hsum8
+from ..simd import block_iq4nl, fma32, hsum8, isum_iq4nl
 from .fp16 import F16_TO_F32
 from .legacy import _h, _lane_count, _u32
 
@@ -386,42 +386,37 @@ def matmul_iq4_nl(W, q, d, aux, out, scratch):
     Q4_0's template): one float per output, acc = fma(isum, d_w * d_x, acc) per block.
     Otherwise ggml_vec_dot_iq4_nl_q8_0: lanes of four products, even blocks into one set of
     accumulators and odd blocks into another, fma(d_x * d_w, lane, acc); hsum_float_8 of their
-    sum, and an odd last block added as sumf = fma(d, isum, sumf)."""
+    sum, and an odd last block added as sumf = fma(d, isum, sumf). The blocks go through
+    `isum_iq4nl` / `block_iq4nl` (the table lookup by pshufb, as ggml); `_lane_iq4_nl` is their
+    slow twin."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ4_NL
-    nl = _lane_count(d, nb)
     repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: iq4_nl_8x8 when ne[1] % 8 == 0 (AVX2)
+    z = np.float32(0.0)
     for r in prange(R):
         w = W[r]
-        acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
             qt = q[t]
             if repacked:
                 a = np.float32(0.0)
                 for b in range(nb):
-                    isum = np.int32(0)
-                    for l in range(nl):
-                        isum += _lane_iq4_nl(w, b * BS_IQ4_NL, qt, b * QK4_NL, l)
+                    isum = isum_iq4nl(w, b * BS_IQ4_NL + 2, qt, b * QK4_NL)
                     a = fma32(np.float32(isum), np.float32(_h(w, b * BS_IQ4_NL) * d[t, b]), a)
                 out[t, r] = a
                 continue
-            for l in range(2 * nl):
-                acc[l] = 0.0
+            acc0 = (z, z, z, z, z, z, z, z)
+            acc1 = (z, z, z, z, z, z, z, z)
             b = 0
             while b + 1 < nb:
-                for k in range(2):
-                    o = (b + k) * BS_IQ4_NL
-                    sc = np.float32(d[t, b + k] * _h(w, o))
-                    for l in range(nl):
-                        acc[nl * k + l] = fma32(sc, np.float32(_lane_iq4_nl(w, o, qt, (b + k) * QK4_NL, l)),
-                                                acc[nl * k + l])
+                o = b * BS_IQ4_NL
+                acc0 = block_iq4nl(acc0, w, o + 2, qt, b * QK4_NL, np.float32(d[t, b] * _h(w, o)))
+                o += BS_IQ4_NL
+                acc1 = block_iq4nl(acc1, w, o + 2, qt, (b + 1) * QK4_NL, np.float32(d[t, b + 1] * _h(w, o)))
                 b += 2
-            s = hsum8(acc[0] + acc[8], acc[1] + acc[9], acc[2] + acc[10], acc[3] + acc[11],
-                      acc[4] + acc[12], acc[5] + acc[13], acc[6] + acc[14], acc[7] + acc[15])
+            s = hsum8(acc0[0] + acc1[0], acc0[1] + acc1[1], acc0[2] + acc1[2], acc0[3] + acc1[3],
+                      acc0[4] + acc1[4], acc0[5] + acc1[5], acc0[6] + acc1[6], acc0[7] + acc1[7])
             if b < nb:
-                isum = np.int32(0)
-                for l in range(nl):
-                    isum += _lane_iq4_nl(w, b * BS_IQ4_NL, qt, b * QK4_NL, l)
+                isum = isum_iq4nl(w, b * BS_IQ4_NL + 2, qt, b * QK4_NL)
                 s = fma32(np.float32(d[t, b] * _h(w, b * BS_IQ4_NL)), np.float32(isum), s)
             out[t, r] = s
 
