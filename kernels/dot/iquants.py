@@ -225,6 +225,38 @@ def _lane_iq4_xs(w, o, qt, x0, l):
 
 
 @njit(inline="always", cache=True)
+def _quad_iq4(w, a, qt, x, l):
+    """Lane l of one 32-value chunk of nibbles at w[a] (low nibbles first): the exact sum over
+    its elements 4l..4l+3 of kvalues_iq4nl * q8."""
+    p = np.int32(0)
+    for k in range(4):
+        j = 4 * l + k
+        b = np.int32(w[a + (j & 15)])
+        p += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x + j])
+    return p
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq4_xs(w, o, qt, x0):
+    """The eight integer lanes of an IQ4_XS super-block, each chunk's scale decoded once."""
+    sh = _u16(w, o + 2)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        ls = (((np.int32(w[o + 4 + ib // 2]) >> (4 * (ib & 1))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
+        a = o + 8 + 16 * ib
+        x = x0 + 32 * ib
+        s0 += ls * _quad_iq4(w, a, qt, x, 0)
+        s1 += ls * _quad_iq4(w, a, qt, x, 1)
+        s2 += ls * _quad_iq4(w, a, qt, x, 2)
+        s3 += ls * _quad_iq4(w, a, qt, x, 3)
+        s4 += ls * _quad_iq4(w, a, qt, x, 4)
+        s5 += ls * _quad_iq4(w, a, qt, x, 5)
+        s6 += ls * _quad_iq4(w, a, qt, x, 6)
+        s7 += ls * _quad_iq4(w, a, qt, x, 7)
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
 def _lane_iq4_nl(w, o, qt, x0, l):
     """Lane l of one 32-value IQ4_NL block: elements 4l..4l+3 (low nibbles first)."""
     s = np.int32(0)
@@ -250,6 +282,31 @@ def _q8k_lanes_fma(lane_fn, w, bsize, qt, dt, nb, nl, acc):
         dd = _h(w, o) * dt[b]
         for l in range(nl):
             acc[l] = fma32(dd, np.float32(lane_fn(w, o, qt, b * QK_K, l)), acc[l])
+    return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+
+
+@njit(inline="always", cache=True)
+def _fma8(acc, dd, s):
+    """acc[l] = fma(dd, float(s[l]), acc[l]) for the eight integer lanes s, in lane order."""
+    acc[0] = fma32(dd, np.float32(s[0]), acc[0])
+    acc[1] = fma32(dd, np.float32(s[1]), acc[1])
+    acc[2] = fma32(dd, np.float32(s[2]), acc[2])
+    acc[3] = fma32(dd, np.float32(s[3]), acc[3])
+    acc[4] = fma32(dd, np.float32(s[4]), acc[4])
+    acc[5] = fma32(dd, np.float32(s[5]), acc[5])
+    acc[6] = fma32(dd, np.float32(s[6]), acc[6])
+    acc[7] = fma32(dd, np.float32(s[7]), acc[7])
+
+
+@njit(inline="always", cache=True)
+def _q8k_fma8(lanes_fn, w, bsize, qt, dt, nb, acc):
+    """acc[l] = fma(d_w * d_x, lane l, acc[l]) over the super-blocks, the eight lanes of each
+    super-block from one decode (lanes_fn); returns hsum_float_8(acc)."""
+    for l in range(8):
+        acc[l] = 0.0
+    for b in range(nb):
+        o = b * bsize
+        _fma8(acc, _h(w, o) * dt[b], lanes_fn(w, o, qt, b * QK_K))
     return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
 
 
@@ -318,11 +375,10 @@ def matmul_iq4_xs(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq4_xs_q8_K (AVX2): hsum_float_8 of the fma lanes (signed 6-bit scales, kvalues_iq4nl)."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ4_XS
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = _q8k_lanes_fma(_lane_iq4_xs, W[r], BS_IQ4_XS, q[t], d[t], nb, nl, acc)
+            out[t, r] = _q8k_fma8(_lanes_iq4_xs, W[r], BS_IQ4_XS, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
@@ -428,7 +484,6 @@ def matmul_iq4_xs_amx(W, q, d, bsums, out, scratch):
     sum of (6-bit scale - 32) * (kvalues . q8) over its eight chunks."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ4_XS
-    nl = _lane_count(d, nb)
     for r in prange(R):
         w = W[r]
         for t in range(q.shape[0]):
@@ -436,8 +491,7 @@ def matmul_iq4_xs_amx(W, q, d, bsums, out, scratch):
             acc = np.float32(0.0)
             for b in range(nb):
                 o = b * BS_IQ4_XS
-                isum = np.int32(0)
-                for l in range(nl):
-                    isum += _lane_iq4_xs(w, o, qt, b * QK_K, l)
+                s = _lanes_iq4_xs(w, o, qt, b * QK_K)
+                isum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]
                 acc = fma32(np.float32(isum), np.float32(_h(w, o) * d[t, b]), acc)
             out[t, r] = acc
