@@ -33,8 +33,8 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba import njit, prange
 
-from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
-                     KVALUES_IQ4NL)
+from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KEVEN_SIGNS,
+                     KSIGNS, KVALUES_IQ4NL)
 from ..simd import block_iq4nl, fma32, hsum8, isum_iq4nl
 from .fp16 import F16_TO_F32
 from .legacy import _h, _lane_count, _u32
@@ -53,6 +53,8 @@ BS_IQ4_NL = GGML_QUANT_SIZES[T.IQ4_NL][1]
 NSUB16 = QK_K // 16  # bsums per super-block
 IQ2_SCALE = np.float32(0.125)
 IQ3XXS_SCALE = np.float32(0.25)
+# +-1 for bit j of a raw sign byte (IQ2_S, IQ3_S), as KEVEN_SIGNS is for a 7-bit ksigns index
+BYTE_SIGNS = np.where((np.arange(256)[:, None] >> np.arange(8)) & 1, -1, 1).astype(np.int8)
 
 
 @njit(inline="always", cache=True)
@@ -225,6 +227,161 @@ def _lane_iq4_xs(w, o, qt, x0, l):
 
 
 @njit(inline="always", cache=True)
+def _oct(grow, srow, qt, x):
+    """Lanes 2g and 2g+1 of one group of eight: the exact sums over its elements 0..3 and 4..7
+    of grid value * sign (grow, srow: the group's grid and +-1 rows) * q8[x:x+8]."""
+    p0 = np.int32(0)
+    p1 = np.int32(0)
+    for k in range(4):
+        p0 += np.int32(grow[k]) * np.int32(srow[k]) * np.int32(qt[x + k])
+        p1 += np.int32(grow[4 + k]) * np.int32(srow[4 + k]) * np.int32(qt[x + 4 + k])
+    return p0, p1
+
+
+@njit(inline="always", cache=True)
+def _quad(grow, srow, sc, qt, x):
+    """One lane of a 4-wide grid (IQ3): sum over k < 4 of grow[k] * srow[sc + k] * q8[x + k]."""
+    p = np.int32(0)
+    for k in range(4):
+        p += np.int32(grow[k]) * np.int32(srow[sc + k]) * np.int32(qt[x + k])
+    return p
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq2_xxs(w, o, qt, x0):
+    """The eight integer lanes of an IQ2_XXS super-block, each chunk's u32 of signs and scale
+    decoded once."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 8 * ib
+        aux = _u32(w, a + 4)
+        ls = 2 * np.int32(aux >> 28) + 1
+        x = x0 + 32 * ib
+        p0, p1 = _oct(IQ2XXS_GRID[w[a]], KEVEN_SIGNS[aux & 127], qt, x)
+        p2, p3 = _oct(IQ2XXS_GRID[w[a + 1]], KEVEN_SIGNS[(aux >> 7) & 127], qt, x + 8)
+        p4, p5 = _oct(IQ2XXS_GRID[w[a + 2]], KEVEN_SIGNS[(aux >> 14) & 127], qt, x + 16)
+        p6, p7 = _oct(IQ2XXS_GRID[w[a + 3]], KEVEN_SIGNS[(aux >> 21) & 127], qt, x + 24)
+        s0 += ls * p0
+        s1 += ls * p1
+        s2 += ls * p2
+        s3 += ls * p3
+        s4 += ls * p4
+        s5 += ls * p5
+        s6 += ls * p6
+        s7 += ls * p7
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq2_xs(w, o, qt, x0):
+    """IQ2_XS: four u16 (9-bit grid index, 7 sign bits) a chunk; the low scale nibble for
+    elements 0..15 (lanes 0..3), the high one for 16..31."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 8 * ib
+        x = x0 + 32 * ib
+        v0 = _u16(w, a)
+        v1 = _u16(w, a + 2)
+        v2 = _u16(w, a + 4)
+        v3 = _u16(w, a + 6)
+        p0, p1 = _oct(IQ2XS_GRID[v0 & 511], KEVEN_SIGNS[v0 >> 9], qt, x)
+        p2, p3 = _oct(IQ2XS_GRID[v1 & 511], KEVEN_SIGNS[v1 >> 9], qt, x + 8)
+        p4, p5 = _oct(IQ2XS_GRID[v2 & 511], KEVEN_SIGNS[v2 >> 9], qt, x + 16)
+        p6, p7 = _oct(IQ2XS_GRID[v3 & 511], KEVEN_SIGNS[v3 >> 9], qt, x + 24)
+        sb = np.int32(w[o + 2 + 64 + ib])
+        lo = 2 * (sb & 15) + 1
+        hi = 2 * (sb >> 4) + 1
+        s0 += lo * p0
+        s1 += lo * p1
+        s2 += lo * p2
+        s3 += lo * p3
+        s4 += hi * p4
+        s5 += hi * p5
+        s6 += hi * p6
+        s7 += hi * p7
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq2_s(w, o, qt, x0):
+    """IQ2_S: grid index = qs byte | 2 high bits from qh, a raw sign byte a group, scales as
+    IQ2_XS."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 4 * ib
+        x = x0 + 32 * ib
+        qh = np.int32(w[o + 2 + 64 + ib])
+        z = o + 2 + 32 + 4 * ib
+        p0, p1 = _oct(IQ2S_GRID[np.int32(w[a]) | ((qh << 8) & 0x300)], BYTE_SIGNS[w[z]], qt, x)
+        p2, p3 = _oct(IQ2S_GRID[np.int32(w[a + 1]) | ((qh << 6) & 0x300)], BYTE_SIGNS[w[z + 1]], qt, x + 8)
+        p4, p5 = _oct(IQ2S_GRID[np.int32(w[a + 2]) | ((qh << 4) & 0x300)], BYTE_SIGNS[w[z + 2]], qt, x + 16)
+        p6, p7 = _oct(IQ2S_GRID[np.int32(w[a + 3]) | ((qh << 2) & 0x300)], BYTE_SIGNS[w[z + 3]], qt, x + 24)
+        sb = np.int32(w[o + 2 + 72 + ib])
+        lo = 2 * (sb & 15) + 1
+        hi = 2 * (sb >> 4) + 1
+        s0 += lo * p0
+        s1 += lo * p1
+        s2 += lo * p2
+        s3 += lo * p3
+        s4 += hi * p4
+        s5 += hi * p5
+        s6 += hi * p6
+        s7 += hi * p7
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq3_xxs(w, o, qt, x0):
+    """IQ3_XXS: one grid byte a lane (four values), the chunk's u32 of four 7-bit sign indices
+    and the scale decoded once."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 8 * ib
+        x = x0 + 32 * ib
+        aux = _u32(w, o + 2 + 64 + 4 * ib)
+        ls = 2 * np.int32(aux >> 28) + 1
+        z0 = KEVEN_SIGNS[aux & 127]
+        z1 = KEVEN_SIGNS[(aux >> 7) & 127]
+        z2 = KEVEN_SIGNS[(aux >> 14) & 127]
+        z3 = KEVEN_SIGNS[(aux >> 21) & 127]
+        s0 += ls * _quad(IQ3XXS_GRID[w[a]], z0, 0, qt, x)
+        s1 += ls * _quad(IQ3XXS_GRID[w[a + 1]], z0, 4, qt, x + 4)
+        s2 += ls * _quad(IQ3XXS_GRID[w[a + 2]], z1, 0, qt, x + 8)
+        s3 += ls * _quad(IQ3XXS_GRID[w[a + 3]], z1, 4, qt, x + 12)
+        s4 += ls * _quad(IQ3XXS_GRID[w[a + 4]], z2, 0, qt, x + 16)
+        s5 += ls * _quad(IQ3XXS_GRID[w[a + 5]], z2, 4, qt, x + 20)
+        s6 += ls * _quad(IQ3XXS_GRID[w[a + 6]], z3, 0, qt, x + 24)
+        s7 += ls * _quad(IQ3XXS_GRID[w[a + 7]], z3, 4, qt, x + 28)
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq3_s(w, o, qt, x0):
+    """IQ3_S: grid index = qs byte | bit l of qh, a raw sign byte a group of eight, one 4-bit
+    scale a chunk."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 8 * ib
+        x = x0 + 32 * ib
+        qh = np.int32(w[o + 2 + 64 + ib])
+        ls = 2 * ((np.int32(w[o + 2 + 104 + ib // 2]) >> (4 * (ib & 1))) & 15) + 1
+        z = o + 2 + 72 + 4 * ib
+        z0 = BYTE_SIGNS[w[z]]
+        z1 = BYTE_SIGNS[w[z + 1]]
+        z2 = BYTE_SIGNS[w[z + 2]]
+        z3 = BYTE_SIGNS[w[z + 3]]
+        s0 += ls * _quad(IQ3S_GRID[np.int32(w[a]) | ((qh << 8) & 256)], z0, 0, qt, x)
+        s1 += ls * _quad(IQ3S_GRID[np.int32(w[a + 1]) | ((qh << 7) & 256)], z0, 4, qt, x + 4)
+        s2 += ls * _quad(IQ3S_GRID[np.int32(w[a + 2]) | ((qh << 6) & 256)], z1, 0, qt, x + 8)
+        s3 += ls * _quad(IQ3S_GRID[np.int32(w[a + 3]) | ((qh << 5) & 256)], z1, 4, qt, x + 12)
+        s4 += ls * _quad(IQ3S_GRID[np.int32(w[a + 4]) | ((qh << 4) & 256)], z2, 0, qt, x + 16)
+        s5 += ls * _quad(IQ3S_GRID[np.int32(w[a + 5]) | ((qh << 3) & 256)], z2, 4, qt, x + 20)
+        s6 += ls * _quad(IQ3S_GRID[np.int32(w[a + 6]) | ((qh << 2) & 256)], z3, 0, qt, x + 24)
+        s7 += ls * _quad(IQ3S_GRID[np.int32(w[a + 7]) | ((qh << 1) & 256)], z3, 4, qt, x + 28)
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
 def _quad_iq4(w, a, qt, x, l):
     """Lane l of one 32-value chunk of nibbles at w[a] (low nibbles first): the exact sum over
     its elements 4l..4l+3 of kvalues_iq4nl * q8."""
@@ -315,11 +472,10 @@ def matmul_iq2_xxs(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq2_xxs_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ2_XXS
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_xxs, W[r], BS_IQ2_XXS, q[t], d[t], nb, nl, acc)
+            out[t, r] = IQ2_SCALE * _q8k_fma8(_lanes_iq2_xxs, W[r], BS_IQ2_XXS, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
@@ -327,11 +483,10 @@ def matmul_iq2_xs(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq2_xs_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ2_XS
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_xs, W[r], BS_IQ2_XS, q[t], d[t], nb, nl, acc)
+            out[t, r] = IQ2_SCALE * _q8k_fma8(_lanes_iq2_xs, W[r], BS_IQ2_XS, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
@@ -339,11 +494,10 @@ def matmul_iq2_s(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq2_s_q8_K (AVX2): 0.125 * hsum_float_8 of the fma lanes."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ2_S
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = IQ2_SCALE * _q8k_lanes_fma(_lane_iq2_s, W[r], BS_IQ2_S, q[t], d[t], nb, nl, acc)
+            out[t, r] = IQ2_SCALE * _q8k_fma8(_lanes_iq2_s, W[r], BS_IQ2_S, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
@@ -351,11 +505,10 @@ def matmul_iq3_xxs(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq3_xxs_q8_K (AVX2): 0.25 * hsum_float_8 of the fma lanes."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ3_XXS
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = IQ3XXS_SCALE * _q8k_lanes_fma(_lane_iq3_xxs, W[r], BS_IQ3_XXS, q[t], d[t], nb, nl, acc)
+            out[t, r] = IQ3XXS_SCALE * _q8k_fma8(_lanes_iq3_xxs, W[r], BS_IQ3_XXS, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
@@ -363,11 +516,10 @@ def matmul_iq3_s(W, q, d, bsums, out, scratch):
     """ggml_vec_dot_iq3_s_q8_K (AVX2): hsum_float_8 of the fma lanes."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ3_S
-    nl = _lane_count(d, nb)
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
         for t in range(q.shape[0]):
-            out[t, r] = _q8k_lanes_fma(_lane_iq3_s, W[r], BS_IQ3_S, q[t], d[t], nb, nl, acc)
+            out[t, r] = _q8k_fma8(_lanes_iq3_s, W[r], BS_IQ3_S, q[t], d[t], nb, acc)
 
 
 @njit(parallel=True, cache=True)
