@@ -10,8 +10,11 @@ weights of a 32-value chunk, grid value times sign, are multiplied with the acti
 holds the exact integer sum over the eight chunks of elements 4l..4l+3; then one float step
 per super-block, ``acc[l] = fma(d_w * d_x, lane, acc[l])``, and ``hsum_float_8`` at the end,
 times the type's constant (1/8 for IQ2, 1/4 for IQ3_XXS). Integer sums are exact in any order,
-so only the lane membership and the float steps are spelled out. ``_lane_<type>`` is the
-integer lane; the grids and sign tables come from ``kernels.grids``.
+so only the lane membership and the float steps are spelled out. ``_lanes_<type>`` returns
+the eight integer lanes of one super-block, decoding each 32-value chunk's header (grid
+indices, signs, scale) once; signs are +-1 rows (``KEVEN_SIGNS`` for a 7-bit ksigns index,
+``BYTE_SIGNS`` for a raw sign byte) rather than branches. The grids and sign tables come from
+``kernels.grids``.
 
 Block layouts (bytes), from ggml-common.h:
   IQ2_XXS  d:f16 | qs: 8 x (4 grid bytes, u32 of 4 x 7 sign bits + 4-bit scale)
@@ -34,7 +37,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 from numba import njit, prange
 
 from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KEVEN_SIGNS,
-                     KSIGNS, KVALUES_IQ4NL)
+                     KVALUES_IQ4NL)
 from ..simd import block_iq4nl, fma32, hsum8, isum_iq4nl
 from .fp16 import F16_TO_F32
 from .legacy import _h, _lane_count, _u32
@@ -62,111 +65,10 @@ def _u16(w, o):
     return np.int32(w[o]) | (np.int32(w[o + 1]) << 8)
 
 
-@njit(inline="always", cache=True)
-def _signed(v, signs, j):
-    """v, negated where bit j of the sign byte is set."""
-    return -v if (signs >> j) & 1 else v
-
-
 # ---------------------------------------------------------------------------------------------
-# integer lanes: lane l of the super-block at byte o, activations qt[x0 : x0 + 256]
+# integer lanes: the eight lanes of the super-block at byte o, activations qt[x0 : x0 + 256],
+# each chunk's header decoded once
 # ---------------------------------------------------------------------------------------------
-
-@njit(inline="always", cache=True)
-def _lane_iq2_xxs(w, o, qt, x0, l):
-    g = l >> 1  # elements 4l..4l+3 of a chunk lie in its group of eight g
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        a = o + 2 + 8 * ib
-        aux = _u32(w, a + 4)
-        idx = np.int32(w[a + g])
-        signs = np.int32(KSIGNS[(aux >> (7 * g)) & 127])
-        part = np.int32(0)
-        for k in range(4):
-            j = (4 * l + k) & 7
-            part += _signed(np.int32(IQ2XXS_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * np.int32(aux >> 28) + 1) * part
-    return s
-
-
-@njit(inline="always", cache=True)
-def _lane_iq2_xs(w, o, qt, x0, l):
-    g = l >> 1
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        v16 = _u16(w, o + 2 + 2 * (4 * ib + g))
-        idx = v16 & 511
-        signs = np.int32(KSIGNS[v16 >> 9])
-        ls = (np.int32(w[o + 2 + 64 + ib]) >> (4 * (l >> 2))) & 15  # low nibble: elements 0..15
-        part = np.int32(0)
-        for k in range(4):
-            j = (4 * l + k) & 7
-            part += _signed(np.int32(IQ2XS_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * ls + 1) * part
-    return s
-
-
-@njit(inline="always", cache=True)
-def _lane_iq2_s(w, o, qt, x0, l):
-    g = l >> 1
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        idx = np.int32(w[o + 2 + 4 * ib + g]) | ((np.int32(w[o + 2 + 64 + ib]) << (8 - 2 * g)) & 0x300)
-        signs = np.int32(w[o + 2 + 32 + 4 * ib + g])
-        ls = (np.int32(w[o + 2 + 72 + ib]) >> (4 * (l >> 2))) & 15
-        part = np.int32(0)
-        for k in range(4):
-            j = (4 * l + k) & 7
-            part += _signed(np.int32(IQ2S_GRID[idx, j]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * ls + 1) * part
-    return s
-
-
-@njit(inline="always", cache=True)
-def _lane_iq3_xxs(w, o, qt, x0, l):
-    g = l >> 1  # sign group of eight; the grid entry is the lane's own four values
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        aux = _u32(w, o + 2 + 64 + 4 * ib)
-        idx = np.int32(w[o + 2 + 8 * ib + l])
-        signs = np.int32(KSIGNS[(aux >> (7 * g)) & 127])
-        part = np.int32(0)
-        for k in range(4):
-            j = (4 * l + k) & 7
-            part += _signed(np.int32(IQ3XXS_GRID[idx, k]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * np.int32(aux >> 28) + 1) * part
-    return s
-
-
-@njit(inline="always", cache=True)
-def _lane_iq3_s(w, o, qt, x0, l):
-    g = l >> 1
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        idx = np.int32(w[o + 2 + 8 * ib + l]) | (((np.int32(w[o + 2 + 64 + ib]) >> l) & 1) << 8)
-        signs = np.int32(w[o + 2 + 72 + 4 * ib + g])
-        ls = (np.int32(w[o + 2 + 104 + ib // 2]) >> (4 * (ib & 1))) & 15
-        part = np.int32(0)
-        for k in range(4):
-            j = (4 * l + k) & 7
-            part += _signed(np.int32(IQ3S_GRID[idx, k]), signs, j) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * ls + 1) * part
-    return s
-
-
-@njit(inline="always", cache=True)
-def _lane_iq1_s(w, o, qt, x0, l):
-    g = l >> 1
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        qh = _u16(w, o + 2 + 32 + 2 * ib)
-        idx = np.int32(w[o + 2 + 4 * ib + g]) | (((qh >> (3 * g)) & 7) << 8)
-        part = np.int32(0)
-        for k in range(4):
-            part += np.int32(IQ1S_GRID[idx, (4 * l + k) & 7]) * np.int32(qt[x0 + 32 * ib + 4 * l + k])
-        s += (2 * ((qh >> 12) & 7) + 1) * part
-    return s
-
 
 @njit(inline="always", cache=True)
 def _delta_iq1_s(w, o, bsums, bs):
@@ -187,43 +89,6 @@ def _iq1m_scale(w, o):
     u = ((_u16(w, sc) >> 12) | ((_u16(w, sc + 2) >> 8) & 0x00F0) | ((_u16(w, sc + 4) >> 4) & 0x0F00)
          | (_u16(w, sc + 6) & 0xF000))
     return F16_TO_F32[u]
-
-
-@njit(inline="always", cache=True)
-def _lanes_iq1_m(w, o, qt, x0, l):
-    """(grid lane, delta lane) of IQ1_M: the delta lane sums scale * (+-1) * q8."""
-    g = l >> 1
-    s = np.int32(0)
-    sd = np.int32(0)
-    for ib in range(QK_K // 32):
-        qh = np.int32(w[o + 32 + 2 * ib + (g >> 1)]) >> (4 * (g & 1))
-        idx = np.int32(w[o + 4 * ib + g]) | ((qh & 7) << 8)
-        sc = _u16(w, o + 48 + 2 * (ib >> 1))
-        ls = 2 * ((sc >> (6 * (ib & 1) + 3 * (l >> 2))) & 7) + 1
-        part = np.int32(0)
-        qsum = np.int32(0)
-        for k in range(4):
-            v = np.int32(qt[x0 + 32 * ib + 4 * l + k])
-            part += np.int32(IQ1S_GRID[idx, (4 * l + k) & 7]) * v
-            qsum += v
-        s += ls * part
-        sd += ls * (-qsum if qh & 8 else qsum)
-    return s, sd
-
-
-@njit(inline="always", cache=True)
-def _lane_iq4_xs(w, o, qt, x0, l):
-    sh = _u16(w, o + 2)
-    s = np.int32(0)
-    for ib in range(QK_K // 32):
-        ls = (((np.int32(w[o + 4 + ib // 2]) >> (4 * (ib & 1))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
-        part = np.int32(0)
-        for k in range(4):
-            j = 4 * l + k
-            b = np.int32(w[o + 8 + 16 * ib + (j & 15)])
-            part += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x0 + 32 * ib + j])
-        s += ls * part
-    return s
 
 
 @njit(inline="always", cache=True)
@@ -382,6 +247,95 @@ def _lanes_iq3_s(w, o, qt, x0):
 
 
 @njit(inline="always", cache=True)
+def _oct_ternary(grow, qt, x):
+    """_oct for IQ1's unsigned -1/0/+1 grid: sums over elements 0..3 and 4..7 of grow * q8,
+    and the plain sums of q8 over each half (for IQ1_M's delta lanes)."""
+    p0 = np.int32(0)
+    p1 = np.int32(0)
+    q0 = np.int32(0)
+    q1 = np.int32(0)
+    for k in range(4):
+        u = np.int32(qt[x + k])
+        v = np.int32(qt[x + 4 + k])
+        p0 += np.int32(grow[k]) * u
+        p1 += np.int32(grow[4 + k]) * v
+        q0 += u
+        q1 += v
+    return p0, p1, q0, q1
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq1_s(w, o, qt, x0):
+    """IQ1_S: grid index = qs byte | 3 high bits of the chunk's u16 qh, scale in bits 12..14."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        a = o + 2 + 4 * ib
+        x = x0 + 32 * ib
+        qh = _u16(w, o + 2 + 32 + 2 * ib)
+        ls = 2 * ((qh >> 12) & 7) + 1
+        p0, p1, _, _ = _oct_ternary(IQ1S_GRID[np.int32(w[a]) | ((qh << 8) & 0x700)], qt, x)
+        p2, p3, _, _ = _oct_ternary(IQ1S_GRID[np.int32(w[a + 1]) | ((qh << 5) & 0x700)], qt, x + 8)
+        p4, p5, _, _ = _oct_ternary(IQ1S_GRID[np.int32(w[a + 2]) | ((qh << 2) & 0x700)], qt, x + 16)
+        p6, p7, _, _ = _oct_ternary(IQ1S_GRID[np.int32(w[a + 3]) | ((qh >> 1) & 0x700)], qt, x + 24)
+        s0 += ls * p0
+        s1 += ls * p1
+        s2 += ls * p2
+        s3 += ls * p3
+        s4 += ls * p4
+        s5 += ls * p5
+        s6 += ls * p6
+        s7 += ls * p7
+    return s0, s1, s2, s3, s4, s5, s6, s7
+
+
+@njit(inline="always", cache=True)
+def _group_iq1_m(w, o, ib, g):
+    """(grid index, delta sign +-1) of group g of chunk ib of IQ1_M: qs byte | 3 bits of the
+    group's qh nibble, whose bit 3 is the delta's sign."""
+    qh = np.int32(w[o + 32 + 2 * ib + (g >> 1)]) >> (4 * (g & 1))
+    return np.int32(w[o + 4 * ib + g]) | ((qh & 7) << 8), np.int32(1) - ((qh >> 2) & 2)
+
+
+@njit(inline="always", cache=True)
+def _lanes_iq1_m(w, o, qt, x0):
+    """The grid lanes then the delta lanes of an IQ1_M super-block, eight each; the delta lane sums
+    scale * (+-1) * q8. Lanes 0..3 (elements 0..15) take the chunk's low 3-bit scale, 4..7 the
+    next."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = np.int32(0)
+    for ib in range(QK_K // 32):
+        x = x0 + 32 * ib
+        sc = _u16(w, o + 48 + 2 * (ib >> 1)) >> (6 * (ib & 1))
+        lo = 2 * (sc & 7) + 1
+        hi = 2 * ((sc >> 3) & 7) + 1
+        i0, m0 = _group_iq1_m(w, o, ib, 0)
+        i1, m1 = _group_iq1_m(w, o, ib, 1)
+        i2, m2 = _group_iq1_m(w, o, ib, 2)
+        i3, m3 = _group_iq1_m(w, o, ib, 3)
+        p0, p1, q0, q1 = _oct_ternary(IQ1S_GRID[i0], qt, x)
+        p2, p3, q2, q3 = _oct_ternary(IQ1S_GRID[i1], qt, x + 8)
+        p4, p5, q4, q5 = _oct_ternary(IQ1S_GRID[i2], qt, x + 16)
+        p6, p7, q6, q7 = _oct_ternary(IQ1S_GRID[i3], qt, x + 24)
+        s0 += lo * p0
+        s1 += lo * p1
+        s2 += lo * p2
+        s3 += lo * p3
+        s4 += hi * p4
+        s5 += hi * p5
+        s6 += hi * p6
+        s7 += hi * p7
+        e0 += lo * m0 * q0
+        e1 += lo * m0 * q1
+        e2 += lo * m1 * q2
+        e3 += lo * m1 * q3
+        e4 += hi * m2 * q4
+        e5 += hi * m2 * q5
+        e6 += hi * m3 * q6
+        e7 += hi * m3 * q7
+    return s0, s1, s2, s3, s4, s5, s6, s7, e0, e1, e2, e3, e4, e5, e6, e7
+
+
+@njit(inline="always", cache=True)
 def _quad_iq4(w, a, qt, x, l):
     """Lane l of one 32-value chunk of nibbles at w[a] (low nibbles first): the exact sum over
     its elements 4l..4l+3 of kvalues_iq4nl * q8."""
@@ -429,30 +383,16 @@ def _lane_iq4_nl(w, o, qt, x0, l):
 # ---------------------------------------------------------------------------------------------
 
 @njit(inline="always", cache=True)
-def _q8k_lanes_fma(lane_fn, w, bsize, qt, dt, nb, nl, acc):
-    """acc[l] = fma(d_w * d_x, lane l, acc[l]) over the super-blocks, as all the IQ2/IQ3/IQ4_XS
-    kernels do; returns hsum_float_8(acc)."""
-    for l in range(nl):
-        acc[l] = 0.0
-    for b in range(nb):
-        o = b * bsize
-        dd = _h(w, o) * dt[b]
-        for l in range(nl):
-            acc[l] = fma32(dd, np.float32(lane_fn(w, o, qt, b * QK_K, l)), acc[l])
-    return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
-
-
-@njit(inline="always", cache=True)
-def _fma8(acc, dd, s):
-    """acc[l] = fma(dd, float(s[l]), acc[l]) for the eight integer lanes s, in lane order."""
-    acc[0] = fma32(dd, np.float32(s[0]), acc[0])
-    acc[1] = fma32(dd, np.float32(s[1]), acc[1])
-    acc[2] = fma32(dd, np.float32(s[2]), acc[2])
-    acc[3] = fma32(dd, np.float32(s[3]), acc[3])
-    acc[4] = fma32(dd, np.float32(s[4]), acc[4])
-    acc[5] = fma32(dd, np.float32(s[5]), acc[5])
-    acc[6] = fma32(dd, np.float32(s[6]), acc[6])
-    acc[7] = fma32(dd, np.float32(s[7]), acc[7])
+def _fma8(acc, a0, dd, s):
+    """acc[a0 + l] = fma(dd, float(s[l]), acc[a0 + l]) for the eight integer lanes s, in lane order."""
+    acc[a0] = fma32(dd, np.float32(s[0]), acc[a0])
+    acc[a0 + 1] = fma32(dd, np.float32(s[1]), acc[a0 + 1])
+    acc[a0 + 2] = fma32(dd, np.float32(s[2]), acc[a0 + 2])
+    acc[a0 + 3] = fma32(dd, np.float32(s[3]), acc[a0 + 3])
+    acc[a0 + 4] = fma32(dd, np.float32(s[4]), acc[a0 + 4])
+    acc[a0 + 5] = fma32(dd, np.float32(s[5]), acc[a0 + 5])
+    acc[a0 + 6] = fma32(dd, np.float32(s[6]), acc[a0 + 6])
+    acc[a0 + 7] = fma32(dd, np.float32(s[7]), acc[a0 + 7])
 
 
 @njit(inline="always", cache=True)
@@ -463,7 +403,7 @@ def _q8k_fma8(lanes_fn, w, bsize, qt, dt, nb, acc):
         acc[l] = 0.0
     for b in range(nb):
         o = b * bsize
-        _fma8(acc, _h(w, o) * dt[b], lanes_fn(w, o, qt, b * QK_K))
+        _fma8(acc, 0, _h(w, o) * dt[b], lanes_fn(w, o, qt, b * QK_K))
     return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
 
 
@@ -552,8 +492,7 @@ def matmul_iq1_s(W, q, d, bsums, out, scratch):
             for b in range(nb):
                 o = b * BS_IQ1_S
                 dd = d[t, b] * _h(w, o)
-                for l in range(nl):
-                    acc[l] = fma32(dd, np.float32(_lane_iq1_s(w, o, qt, b * QK_K, l)), acc[l])
+                _fma8(acc, 0, dd, _lanes_iq1_s(w, o, qt, b * QK_K))
                 acc1 = fma32(dd, np.float32(_delta_iq1_s(w, o, bsums[t], b * NSUB16)), acc1)
             out[t, r] = fma32(IQ1S_DELTA, acc1, hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7]))
 
@@ -576,10 +515,9 @@ def matmul_iq1_m(W, q, d, bsums, out, scratch):
             for b in range(nb):
                 o = b * BS_IQ1_M
                 dd = d[t, b] * _iq1m_scale(w, o)
-                for l in range(nl):
-                    s, sd = _lanes_iq1_m(w, o, qt, b * QK_K, l)
-                    acc[l] = fma32(dd, np.float32(s), acc[l])
-                    acc[nl + l] = fma32(dd, np.float32(sd), acc[nl + l])
+                s = _lanes_iq1_m(w, o, qt, b * QK_K)
+                _fma8(acc, 0, dd, s[:8])
+                _fma8(acc, 8, dd, s[8:])  # the delta lanes
             h1 = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
             h2 = hsum8(acc[8], acc[9], acc[10], acc[11], acc[12], acc[13], acc[14], acc[15])
             out[t, r] = fma32(IQ1S_DELTA, h2, h1)
