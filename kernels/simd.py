@@ -254,6 +254,28 @@ def isum_iq4nl(typingctx, w, wo, q, qo):
     return sig, codegen
 
 
+ILANES8 = types.UniTuple(types.int32, 8)
+
+
+@intrinsic
+def lanes_iq4nl_scaled(typingctx, lanes, w, wo, q, qo, ls):
+    """lanes + ls * (the eight integer lanes of 16 kvalues_iq4nl nibble bytes at w[wo] against
+    q[qo:qo+32]): one 32-value chunk of an IQ4_XS super-block (exact integers)."""
+    sig = ILANES8(ILANES8, w, wo, q, qo, types.int32)
+
+    def codegen(context, builder, signature, args):
+        v = _iq4nl_lanes(builder, _ptr(context, builder, signature.args[1], args[1], args[2]),
+                         _ptr(context, builder, signature.args[3], args[3], args[4]))
+        v = builder.mul(v, _splat(builder, args[5], _I32x8))
+        out = context.get_constant_undef(ILANES8)
+        for i in range(8):
+            e = builder.add(builder.extract_value(args[0], i), builder.extract_element(v, ir.Constant(ir.IntType(32), i)))
+            out = builder.insert_value(out, e, i)
+        return out
+
+    return sig, codegen
+
+
 @intrinsic
 def block_iq4nl(typingctx, acc, w, wo, q, qo, dd):
     """acc + one IQ4_NL block against q8_0: fma(dd, lane, acc) on the eight lanes of

@@ -38,7 +38,7 @@ from numba import njit, prange
 
 from ..grids import (IQ1S_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KEVEN_SIGNS,
                      KVALUES_IQ4NL)
-from ..simd import block_iq4nl, fma32, hsum8, isum_iq4nl
+from ..simd import block_iq4nl, fma32, hsum8, isum_iq4nl, lanes_iq4nl_scaled
 from .fp16 import F16_TO_F32
 from .legacy import _h, _lane_count, _u32
 
@@ -336,46 +336,17 @@ def _lanes_iq1_m(w, o, qt, x0):
 
 
 @njit(inline="always", cache=True)
-def _quad_iq4(w, a, qt, x, l):
-    """Lane l of one 32-value chunk of nibbles at w[a] (low nibbles first): the exact sum over
-    its elements 4l..4l+3 of kvalues_iq4nl * q8."""
-    p = np.int32(0)
-    for k in range(4):
-        j = 4 * l + k
-        b = np.int32(w[a + (j & 15)])
-        p += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x + j])
-    return p
-
-
-@njit(inline="always", cache=True)
 def _lanes_iq4_xs(w, o, qt, x0):
-    """The eight integer lanes of an IQ4_XS super-block, each chunk's scale decoded once."""
+    """The eight integer lanes of an IQ4_XS super-block, each chunk's scale decoded once and its
+    kvalues looked up by pshufb (`lanes_iq4nl_scaled`); the float64 dequantized rows of
+    tests/test_dot_iquants.py are its slow twin."""
     sh = _u16(w, o + 2)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = np.int32(0)
+    z = np.int32(0)
+    lanes = (z, z, z, z, z, z, z, z)
     for ib in range(QK_K // 32):
         ls = (((np.int32(w[o + 4 + ib // 2]) >> (4 * (ib & 1))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32
-        a = o + 8 + 16 * ib
-        x = x0 + 32 * ib
-        s0 += ls * _quad_iq4(w, a, qt, x, 0)
-        s1 += ls * _quad_iq4(w, a, qt, x, 1)
-        s2 += ls * _quad_iq4(w, a, qt, x, 2)
-        s3 += ls * _quad_iq4(w, a, qt, x, 3)
-        s4 += ls * _quad_iq4(w, a, qt, x, 4)
-        s5 += ls * _quad_iq4(w, a, qt, x, 5)
-        s6 += ls * _quad_iq4(w, a, qt, x, 6)
-        s7 += ls * _quad_iq4(w, a, qt, x, 7)
-    return s0, s1, s2, s3, s4, s5, s6, s7
-
-
-@njit(inline="always", cache=True)
-def _lane_iq4_nl(w, o, qt, x0, l):
-    """Lane l of one 32-value IQ4_NL block: elements 4l..4l+3 (low nibbles first)."""
-    s = np.int32(0)
-    for k in range(4):
-        j = 4 * l + k
-        b = np.int32(w[o + 2 + (j & 15)])
-        s += np.int32(KVALUES_IQ4NL[(b >> (4 * (j >> 4))) & 15]) * np.int32(qt[x0 + j])
-    return s
+        lanes = lanes_iq4nl_scaled(lanes, w, o + 8 + 16 * ib, qt, x0 + 32 * ib, np.int32(ls))
+    return lanes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,8 +504,8 @@ def matmul_iq4_nl(W, q, d, aux, out, scratch):
     Otherwise ggml_vec_dot_iq4_nl_q8_0: lanes of four products, even blocks into one set of
     accumulators and odd blocks into another, fma(d_x * d_w, lane, acc); hsum_float_8 of their
     sum, and an odd last block added as sumf = fma(d, isum, sumf). The blocks go through
-    `isum_iq4nl` / `block_iq4nl` (the table lookup by pshufb, as ggml); `_lane_iq4_nl` is their
-    slow twin."""
+    `isum_iq4nl` / `block_iq4nl` (the table lookup by pshufb, as ggml); the float64 dequantized
+    rows of tests/test_dot_iquants.py are their slow twin."""
     R = W.shape[0]
     nb = W.shape[1] // BS_IQ4_NL
     repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: iq4_nl_8x8 when ne[1] % 8 == 0 (AVX2)
