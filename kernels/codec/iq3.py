@@ -40,10 +40,10 @@ from numba import njit, prange
 from ..grids import IQ3S_GRID, IQ3XXS_GRID, KSIGNS
 from . import Codec, register
 from ._bits import fp16_validator, load_fp16, nearest_int, store_fp16
+from .iq2 import FLT_MAX, _max_of, _sums_2l1  # the same sums and maximum over a block
 from .kquants import importance_weights, sum_squares
 
 f32 = np.float32
-FLT_MAX = f32(3.4028234663852886e38)
 GROUP_MAX_EPS_IQ3_XXS = f32(1e-8)  # a block whose largest |x| is below this is left empty
 NO_WEIGHTS = np.zeros(0, np.float32)
 KMAXQ = 8    # kMaxQ: levels 0..7, values 2l + 1 = 1..15
@@ -138,14 +138,6 @@ def _block_weights(xb, qw, sigma2, weight):
 
 
 @njit(cache=True)
-def _max_of(x, n):
-    m = x[0]
-    for i in range(1, n):
-        m = m if m > x[i] else x[i]  # MAX(max, x[i])
-    return m
-
-
-@njit(cache=True)
 def _round_group(xval, o, inv, L):
     """L[o+i] = clamp(nearest_int(0.5 * (inv * xval[o+i] - 1)), 0, kMaxQ - 1) for the 4 values of
     a group: the level whose 2l + 1 is nearest inv * xval. Returns the lattice point u."""
@@ -186,17 +178,6 @@ def _find_best_neighbour(nb, start, levels, xval, waux, o, scale, L, e):
 
 
 @njit(cache=True)
-def _sums_2l1(xval, weight, L):
-    """sumqx, sumq2 of q = 2L + 1 against xval under the weights, over a block."""
-    sumqx, sumq2 = f32(0.0), f32(0.0)
-    for i in range(BLOCK):
-        q = f32(2 * np.int64(L[i]) + 1)
-        sumqx += weight[i] * xval[i] * q
-        sumq2 += weight[i] * q * q
-    return sumqx, sumq2
-
-
-@njit(cache=True)
 def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, nb, nstep, on_init, redo_all, e):
     """The scale search of quantize_row_iq3_xxs_impl (nstep 15, groups start on the grid, only
     off-grid ones redone) and quantize_row_iq3_s_impl (nstep 9, groups start off the grid, all
@@ -217,7 +198,7 @@ def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, n
             on_aux[k] = gi >= 0
             if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, this_scale, Laux, e) < 0:
                 return f32(np.nan)
-        sumqx, sumq2 = _sums_2l1(xval, weight, Laux)
+        sumqx, sumq2 = _sums_2l1(xval, weight, Laux, BLOCK)
         if sumq2 > 0 and sumqx * sumqx > best * sumq2:
             scale = sumqx / sumq2
             best = scale * sumqx
@@ -237,7 +218,7 @@ def _search_block(xval, vmax, weight, waux, L, Laux, on, on_aux, levels, kmap, n
             gi = kmap[_round_group(xval, 4 * k, inv, L)]
             if gi < 0 and _find_best_neighbour(nb, -gi - 1, levels, xval, waux, 4 * k, scale, L, e) < 0:
                 return f32(np.nan)
-        sumqx, sumq2 = _sums_2l1(xval, weight, L)
+        sumqx, sumq2 = _sums_2l1(xval, weight, L, BLOCK)
         if sumq2 > 0:
             scale = sumqx / sumq2
     return scale

@@ -29,10 +29,10 @@ from numba import njit, prange
 from ..grids import KVALUES_IQ4NL
 from . import Codec, register
 from ._bits import fp16_validator, load_fp16, nearest_int, store_fp16
+from .kquants import GROUP_MAX_EPS
 
 QK4_NL, TS_NL = GGML_QUANT_SIZES[T.IQ4_NL]
 TS_XS = GGML_QUANT_SIZES[T.IQ4_XS][1]
-GROUP_MAX_EPS = np.float32(1e-15)
 NTRY = 7
 NO_WEIGHTS = np.zeros(0, np.float32)
 

@@ -36,7 +36,7 @@ from gguf import GGMLQuantizationType as T
 from numba import njit, prange
 
 from . import Codec, register
-from ._bits import first_bad_fp16_field, load_fp16, nearest_int, store_fp16
+from ._bits import fp16_validator, load_fp16, nearest_int, store_fp16
 
 FP16 = 2  # bytes of an fp16 scale
 K_SCALE_SIZE = 12  # packed 6-bit scales of Q3_K, Q4_K, Q5_K
@@ -944,14 +944,10 @@ def _dequantize_q6_K(q, out):
                     o[base + l + 96] = d * np.float32(np.int8(y[sco + s + 6])) * np.float32(q4)
 
 
-def _validator(type_size: int, off0: int, off1: int = -1):
-    return lambda q: first_bad_fp16_field(q, type_size, off0, off1)
-
-
-register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, _validator(Q2_TS, Q2_D, Q2_DMIN), _quantize_q2_K_weighted))
-register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, _validator(Q3_TS, Q3_D), _quantize_q3_K_weighted))
-register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, _validator(Q4_TS, Q4_D, Q4_DMIN), _quantize_q4_K_weighted))
-register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, _validator(Q5_TS, Q5_D, Q5_DMIN), _quantize_q5_K_weighted))
+register(Codec(T.Q2_K, _quantize_q2_K, _dequantize_q2_K, fp16_validator(Q2_TS, Q2_D, Q2_DMIN), _quantize_q2_K_weighted))
+register(Codec(T.Q3_K, _quantize_q3_K, _dequantize_q3_K, fp16_validator(Q3_TS, Q3_D), _quantize_q3_K_weighted))
+register(Codec(T.Q4_K, _quantize_q4_K, _dequantize_q4_K, fp16_validator(Q4_TS, Q4_D, Q4_DMIN), _quantize_q4_K_weighted))
+register(Codec(T.Q5_K, _quantize_q5_K, _dequantize_q5_K, fp16_validator(Q5_TS, Q5_D, Q5_DMIN), _quantize_q5_K_weighted))
 _NO_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
@@ -959,4 +955,4 @@ def _quantize_q6_K(x, out):
     _q6_K_rows(x, _NO_WEIGHTS, out)
 
 
-register(Codec(T.Q6_K, _quantize_q6_K, _dequantize_q6_K, _validator(Q6_TS, Q6_D), _q6_K_rows))
+register(Codec(T.Q6_K, _quantize_q6_K, _dequantize_q6_K, fp16_validator(Q6_TS, Q6_D), _q6_K_rows))

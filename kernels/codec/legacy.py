@@ -24,7 +24,7 @@ from gguf import GGMLQuantizationType as T
 from numba import njit, prange
 
 from . import Codec, register
-from ._bits import c_f2i, first_bad_fp16_field, load_fp16, roundf, store_fp16, to_i8
+from ._bits import c_f2i, fp16_validator, load_fp16, roundf, store_fp16, to_i8
 from .kquants import importance_weights, make_qkx2_quants, make_qx_quants, sum_squares
 
 QK4_0 = GGML_QUANT_SIZES[T.Q4_0][0]
@@ -404,13 +404,9 @@ def _dequantize_q1_0(q, out):
                 out[r, i * qk + j] = d if (y[FP16 + j // 8] >> (j % 8)) & 1 else -d
 
 
-def _validator(type_size: int, off0: int, off1: int = -1):
-    return lambda q: first_bad_fp16_field(q, type_size, off0, off1)
-
-
-register(Codec(T.Q4_0, _quantize_q4_0, _dequantize_q4_0, _validator(TS4_0, 0), _quantize_q4_0_weighted))
-register(Codec(T.Q4_1, _quantize_q4_1, _dequantize_q4_1, _validator(TS4_1, 0, FP16), _quantize_q4_1_weighted))
-register(Codec(T.Q5_0, _quantize_q5_0, _dequantize_q5_0, _validator(TS5_0, 0), _quantize_q5_0_weighted))
-register(Codec(T.Q5_1, _quantize_q5_1, _dequantize_q5_1, _validator(TS5_1, 0, FP16), _quantize_q5_1_weighted))
-register(Codec(T.Q8_0, _quantize_q8_0, _dequantize_q8_0, _validator(TS8_0, 0)))
-register(Codec(T.Q1_0, _quantize_q1_0, _dequantize_q1_0, _validator(TS1_0, 0)))
+register(Codec(T.Q4_0, _quantize_q4_0, _dequantize_q4_0, fp16_validator(TS4_0, 0), _quantize_q4_0_weighted))
+register(Codec(T.Q4_1, _quantize_q4_1, _dequantize_q4_1, fp16_validator(TS4_1, 0, FP16), _quantize_q4_1_weighted))
+register(Codec(T.Q5_0, _quantize_q5_0, _dequantize_q5_0, fp16_validator(TS5_0, 0), _quantize_q5_0_weighted))
+register(Codec(T.Q5_1, _quantize_q5_1, _dequantize_q5_1, fp16_validator(TS5_1, 0, FP16), _quantize_q5_1_weighted))
+register(Codec(T.Q8_0, _quantize_q8_0, _dequantize_q8_0, fp16_validator(TS8_0, 0)))
+register(Codec(T.Q1_0, _quantize_q1_0, _dequantize_q1_0, fp16_validator(TS1_0, 0)))
