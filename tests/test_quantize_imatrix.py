@@ -98,7 +98,7 @@ FILES_TESTED = ("Q8_0", "Q4_0", "Q5_1", "Q2_K_S", "Q3_K_M", "Q4_K_M", "Q5_K_M", 
 def _ready(f16, ft) -> str | None:
     """None if this build can write mixture `ft` with an imatrix, else why not."""
     from llamacli.kernels.codec import CODECS
-    from llamacli.quantize import _IGNORES_IMATRIX, _accepts_weights
+    from llamacli.quantize import _IGNORES_IMATRIX
     from llamacli.quantize.plan import hparams_of
     from llamacli.quantize.scan import ScannedGGUF
 
@@ -108,7 +108,7 @@ def _ready(f16, ft) -> str | None:
     for t in {tp.dst_type for tp in plan.tensors if tp.converts}:
         if t not in CODECS:
             return f"no codec for {t.name}"
-        if t not in _IGNORES_IMATRIX and not _accepts_weights(CODECS[t]):
+        if t not in _IGNORES_IMATRIX and not CODECS[t].takes_weights:
             return f"the {t.name} codec takes no weights"
     return None
 

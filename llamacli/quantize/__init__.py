@@ -113,10 +113,6 @@ def _kv_override_str(key: str, value: str) -> tuple[str, bytes]:
                  + len(b).to_bytes(8, "little") + b)
 
 
-def _accepts_weights(c) -> bool:
-    return c.takes_weights
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -241,7 +237,7 @@ def quantize_file(
                                 "no dequantization available")
 
     for tp in plan.tensors:
-        if tensor_weights.get(tp.name) is not None and not _accepts_weights(codec(tp.dst_type)):
+        if tensor_weights.get(tp.name) is not None and not codec(tp.dst_type).takes_weights:
             raise LlamacliError(f"tensor '{tp.name}': quantizing {ggml_type_name(tp.dst_type)} with an importance "
                                 "matrix is not available in this build")
     will_require_imatrix = not imx and any(tp.allows_quantization and tp.requires_imatrix for tp in plan.tensors)
