@@ -955,3 +955,29 @@ row_dot_q4_K, row_dot2_q4_K, row_dot4_q4_K = _row_dot_family(
     _q4k_codegen, "A Q4_K row in ggml_gemv_q4_K_8x8_q8_K's order (weights ggml repacks at load time)")
 row_dot_q4_K_amx, row_dot2_q4_K_amx, row_dot4_q4_K_amx = _row_dot_family(
     lambda n: _q4k_codegen(n, amx=True), "A Q4_K row in the AMX buffer's tinygemm_kernel_vnni order")
+
+
+# -- flash attention's fp16 accumulator ---------------------------------------------------------
+#
+# ggml_compute_forward_flash_attn_ext_f16 keeps V·softmax in fp16 (VKQ16) when V is F16: each
+# key's ggml_vec_mad_f16 loads eight halves, fuses v*x + y in float32 and stores the halves back
+# (vcvtps2ph, nearest even). Element by element, so AVX2's eight lanes and AVX-512's sixteen
+# give the same bits. The accumulator travels here as float32 values that are fp16-exact.
+
+@intrinsic
+def mad8_to_f16(typingctx, y, yo, x, xo, v):
+    """y[yo:yo+8] = fp16(fma(x[xo:xo+8], v, y[yo:yo+8])), kept as float32: ggml_vec_mad_f16 on
+    eight lanes. y float32 (fp16-exact values), x fp16 bits; flat offsets into C-contiguous
+    arrays."""
+    sig = types.void(y, types.int64, x, types.int64, types.float32)
+
+    def codegen(context, builder, signature, args):
+        yp = builder.bitcast(_f32_ptr(context, builder, signature.args[0], args[0], args[1]), _F32x8.as_pointer())
+        xp = builder.bitcast(_ptr(context, builder, signature.args[2], args[2], args[3]), _F16x8.as_pointer())
+        fma8 = builder.module.declare_intrinsic("llvm.fma.v8f32", fnty=ir.FunctionType(_F32x8, [_F32x8] * 3))
+        xv = builder.fpext(builder.load(xp, align=2), _F32x8)
+        r = builder.call(fma8, [xv, _splat(builder, args[4], _F32x8), builder.load(yp, align=4)])
+        builder.store(builder.fpext(builder.fptrunc(r, _F16x8), _F32x8), yp, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -163,6 +163,7 @@ class TestResult:
     n_ubatch: int
     test_time: str
     samples_ns: list[int] = field(default_factory=list)
+    flash_attn: str = "auto"
 
     @property
     def name(self) -> str:
@@ -232,13 +233,13 @@ Progress = Callable[[str], None]
 
 def run_test(path: str, n_prompt: int, n_gen: int, n_threads: int, reps: int, rand: GlibcRand,
              n_batch: int = DEFAULT_N_BATCH, n_ubatch: int = DEFAULT_N_UBATCH, warmup: bool = True,
-             progress: Progress | None = None) -> TestResult:
+             progress: Progress | None = None, flash_attn: str = "auto") -> TestResult:
     from .model.transformer import load_model
 
     n_ctx = n_prompt + n_gen
-    m = load_model(path, n_ctx=n_ctx, n_batch=n_ubatch, n_threads=n_threads)
+    m = load_model(path, n_ctx=n_ctx, n_batch=n_ubatch, n_threads=n_threads, flash_attn=flash_attn)
     res = TestResult(model_info(m, str(path)), n_prompt, n_gen, m.n_threads, n_batch, n_ubatch,
-                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), flash_attn=flash_attn)
     run = _Runner(m, rand, n_batch)
     say = progress or (lambda s: None)
     m.state.reset()
@@ -273,6 +274,7 @@ class BenchParams:
     n_batch: int = DEFAULT_N_BATCH
     n_ubatch: int = DEFAULT_N_UBATCH
     warmup: bool = True
+    flash_attn: str = "auto"  # -fa on|off|auto, llama-bench's default auto
 
     def tests(self) -> list[tuple[str, int, int, int]]:
         """(model, n_prompt, n_gen, threads) in llama-bench's order: per model and thread
@@ -315,7 +317,8 @@ def run_bench(params: BenchParams, on_result: Callable[[TestResult], None] | Non
     results = []
     for i, (path, p, g, t) in enumerate(tests, 1):
         say = (lambda s, i=i: progress(i, len(tests), s)) if progress else None
-        r = run_test(path, p, g, t, params.reps, rand, params.n_batch, params.n_ubatch, params.warmup, say)
+        r = run_test(path, p, g, t, params.reps, rand, params.n_batch, params.n_ubatch, params.warmup, say,
+                     params.flash_attn)
         results.append(r)
         if on_result:
             on_result(r)
@@ -390,7 +393,7 @@ def values(r: TestResult) -> dict:
         "model_size": r.info.size, "model_n_params": r.info.n_params, "n_batch": r.n_batch,
         "n_ubatch": r.n_ubatch, "n_threads": r.n_threads, "cpu_mask": "0x0", "cpu_strict": False, "poll": 0,
         "type_k": "f16", "type_v": "f16", "n_gpu_layers": 0, "n_cpu_moe": 0, "split_mode": "none",
-        "main_gpu": 0, "no_kv_offload": False, "flash_attn": 0, "devices": "none", "tensor_split": "0.00",
+        "main_gpu": 0, "no_kv_offload": False, "flash_attn": FLASH_ATTN_TYPE[r.flash_attn], "devices": "none", "tensor_split": "0.00",
         "tensor_buft_overrides": "none", "load_mode": "mmap", "lazy_mode": "off", "embeddings": False,
         "no_op_offload": 0, "no_host": False, "repack": False, "fit_target": 0, "fit_min_ctx": 0,
         "n_prompt": r.n_prompt, "n_gen": r.n_gen, "n_depth": 0, "test_time": r.test_time,
@@ -425,6 +428,9 @@ def md_size(n: int) -> str:
 def md_params(n: int) -> str:
     return f"{n / 1e6:.2f} M" if n < 1e9 else f"{n / 1e9:.2f} B"
 
+
+# llama_flash_attn_type, as llama-bench's json/csv print it
+FLASH_ATTN_TYPE = {"auto": -1, "off": 0, "on": 1}
 
 # markdown columns: (header, width; negative = left-aligned), as markdown_printer
 MD_COLUMNS = [("model", -30), ("size", 10), ("params", 10), ("backend", -10), ("threads", 7),

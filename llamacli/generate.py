@@ -95,10 +95,12 @@ def choose_context(path, n_ctx: int) -> tuple[int, str | None]:
 
 
 class Generator:
-    def __init__(self, path, n_ctx: int = DEFAULT_CTX, n_batch: int = 512, n_threads: int = 2):
+    def __init__(self, path, n_ctx: int = DEFAULT_CTX, n_batch: int = 512, n_threads: int = 2,
+                 flash_attn: bool | str = False):
         t0 = time.perf_counter()
         self.perf = Perf(t_start=t0)
-        self.model: Model = load_model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+        self.model: Model = load_model(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads,
+                                       flash_attn=flash_attn)
         self.tokenizer = load_tokenizer(self.model.gguf)
         self.perf.t_load_ms = (time.perf_counter() - t0) * 1e3
 

@@ -143,6 +143,25 @@ class Profiler:
             return r
         return w
 
+    def _flash_attn(self, fn):
+        """kernels.flash, logged as "attention" too: the same work over the V rows."""
+        clock, log, cur = time.perf_counter_ns, self.log, self.cur
+
+        def w(q, ck, cv, pos, n_kv, *rest):
+            t0 = clock()
+            r = fn(q, ck, cv, pos, n_kv, *rest)
+            dt = clock() - t0
+            T, n_head, hd = q.shape
+            window = rest[3]  # after graph_kv, nth, scale
+            if window:
+                vis = int(np.minimum(pos[:T] + 1, window).sum())
+            else:
+                vis = T * int(pos[0]) + T * (T + 1) // 2
+            kv_bytes = n_kv * (ck.shape[1] + cv.shape[1]) * ck.itemsize
+            log.append((cur[0], "attention", dt, kv_bytes, 4 * n_head * hd * vis))
+            return r
+        return w
+
     def _act_matmul(self, fn, act):
         clock, log, cur, by_rows = time.perf_counter_ns, self.log, self.cur, self.by_rows
 
@@ -170,6 +189,8 @@ class Profiler:
         self._patch(be, "rms_norm", self._norm(be.rms_norm))
         self._patch(be, "rms_norm_heads", self._norm(be.rms_norm_heads))
         self._patch(be, "attention", self._attention(be.attention))
+        self._patch(be, "flash_attn", self._flash_attn(be.flash_attn))
+        self._patch(be, "store_kv_rows", self._simple(be.store_kv_rows, "store_kv"))
         self._patch(be, "round_to_f16", self._simple(be.round_to_f16, "q_to_f16"))
         m = self.model
         self._patch(m, "_embed", self._simple(m._embed, "embed", INPUT), instance=True)
@@ -291,7 +312,7 @@ class ProfileReport:
 
 
 def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int = 512, reps: int = 5,
-                  progress=None) -> ProfileReport:
+                  progress=None, flash_attn: str = "auto") -> ProfileReport:
     """Profile one prefill micro-batch of min(n_prompt, n_ubatch) random tokens at depth 0, and
     decode steps (eval of one token, then the default sampler chain) after that prompt.
 
@@ -308,7 +329,7 @@ def profile_model(path, n_threads: int = 2, n_prompt: int = 512, n_ubatch: int =
     if reps < 1:
         raise LlamacliError(f"-r must be at least 1, got {reps}")
     T = min(n_prompt, n_ubatch)
-    m = load_model(path, n_ctx=T + 2 * reps + 1, n_batch=T, n_threads=n_threads)
+    m = load_model(path, n_ctx=T + 2 * reps + 1, n_batch=T, n_threads=n_threads, flash_attn=flash_attn)
     info = model_info(m, str(path))
     rand = GlibcRand(1)
     n_vocab = m.cfg.n_vocab

@@ -120,7 +120,7 @@ def test_malicious_or_broken_template_is_one_error_and_runs_nothing(capsys, monk
 
 def session_args(model: str) -> list:
     spec = G["replies"][model]
-    args = ["-cnv", "--temp", 0, "-n", G["n_reply"], "-c", 512]
+    args = ["-cnv", "--temp", 0, "-n", G["n_reply"], "-c", 512, "-fa", "off"]  # the golden's attention path
     if spec["template"] != "gguf":
         args += ["--chat-template", spec["template"]]
     if spec["system"]:

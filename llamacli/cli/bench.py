@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from ..errors import LlamacliError
+from .run import check_flash_attn, flash_attn_option
 
 COMMAND_SETTINGS = {"help": "Measure prompt and generation speed (llama-bench); --per-layer, --kernels."}
 
@@ -82,6 +83,7 @@ def command(
     output: str = typer.Option("md", "-o", "--output", metavar="FORMAT", help="md, csv, json or jsonl."),
     batch_size: int = typer.Option(2048, "-b", "--batch-size", metavar="N", help="Prompt tokens per eval call (logical batch)."),
     ubatch_size: int = typer.Option(512, "-ub", "--ubatch-size", metavar="N", help="Prompt tokens through the graph at once."),
+    flash_attn: str = flash_attn_option(),
     no_warmup: bool = typer.Option(False, "--no-warmup", help="Skip the warm-up run of each test."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress on stderr. [default: on a terminal]"),
@@ -101,6 +103,7 @@ def command(
         raise LlamacliError("--per-layer and --kernels cannot be combined")
     if reps < 1:
         raise LlamacliError(f"-r must be at least 1, got {reps}")
+    flash_attn = check_flash_attn(flash_attn)
     t_list = parse_list(threads, "-t", [core.default_threads()])
     if any(t < 1 for t in t_list):
         raise LlamacliError(f"-t values must be at least 1, got {t_list}")
@@ -132,13 +135,14 @@ def command(
             if not Path(m).is_file():
                 raise LlamacliError(f"{m}: no such model file")
         rep = profile_model(models[0], n_threads=t_list[0], n_prompt=p_list[0], n_ubatch=ubatch_size, reps=reps,
-                            progress=lambda s: prog(1, 1, s))
+                            progress=lambda s: prog(1, 1, s), flash_attn=flash_attn)
         prog.done()
         out.write(render_report(rep, fmt, bars=not no_bars))
         return
 
     params = core.BenchParams(models=models, n_prompt=p_list, n_gen=g_list, n_pg=parse_pg(pg), n_threads=t_list,
-                              reps=reps, n_batch=batch_size, n_ubatch=ubatch_size, warmup=not no_warmup)
+                              reps=reps, n_batch=batch_size, n_ubatch=ubatch_size, warmup=not no_warmup,
+                              flash_attn=flash_attn)
     params.check()
     printer = core.Printer(fmt, out)
     printer.header()

@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import LlamacliError
-from .run import default_threads
+from .run import check_flash_attn, default_threads, flash_attn_option
 
 COMMAND_SETTINGS = {"help": "Compute an importance matrix over a text (like llama-imatrix), merge or show one."}
 
@@ -44,18 +44,13 @@ def command(
     no_ppl: bool = typer.Option(False, "--no-ppl", help="Do not compute perplexity."),
     show_statistics: bool = typer.Option(False, "--show-statistics", help="Show the statistics of one --in-file."),
     parse_special: bool = typer.Option(False, "--parse-special", help="Parse special tokens in the text."),
-    flash_attn: Optional[str] = typer.Option(None, "-fa", "--flash-attn", metavar="on|off|auto",
-                                             help="Accepted for llama-imatrix's command lines: the engine always "
-                                                  "runs the non-flash attention path (-fa off)."),
+    flash_attn: str = flash_attn_option(),
 ) -> None:
     """Sums of squared activations per weight column, as llama-imatrix collects them."""
     from .. import imatrix as im
 
     in_files = list(in_file or [])
-    if flash_attn is not None and flash_attn.lower() not in ("on", "off", "auto"):
-        raise LlamacliError(f"-fa: expected on, off or auto, got '{flash_attn}'")
-    if flash_attn is not None and flash_attn.lower() != "off":
-        _info("note: -fa: attention runs the non-flash path (as llama.cpp's -fa off)")
+    flash_attn = check_flash_attn(flash_attn)
     dat = None
     if output_format is not None:
         if output_format.lower() not in ("gguf", "dat"):
@@ -117,7 +112,7 @@ def command(
     text = ppl.read_text(file)
     tok = load_tokenizer(open_gguf(model))
     tokens = np.asarray(tok.encode(text, add_special=True, parse_special=parse_special), np.int64)
-    m = load_model(model, n_ctx=n_ctx, n_batch=min(im.N_UBATCH, n_batch), n_threads=threads)
+    m = load_model(model, n_ctx=n_ctx, n_batch=min(im.N_UBATCH, n_batch), n_threads=threads, flash_attn=flash_attn)
     if n_ctx > m.cfg.n_ctx_train:
         _info(f"warning: model was trained on only {m.cfg.n_ctx_train} context tokens ({n_ctx} specified)")
     collector.n_expert = m.cfg.n_expert

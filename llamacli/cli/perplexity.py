@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from ..errors import LlamacliError
-from .run import default_threads
+from .run import check_flash_attn, default_threads, flash_attn_option
 
 COMMAND_SETTINGS = {"help": "Perplexity over a text, or KL divergence against saved logits (like llama-perplexity)."}
 
@@ -82,6 +82,7 @@ def command(
                                            help=f"Tokens per chunk (default {DEFAULT_CTX}; with --kl-divergence-base, the saved one)."),
     batch_size: int = typer.Option(512, "-b", "--batch-size", help="Tokens evaluated per micro-batch."),
     threads: int = typer.Option(default_threads(), "-t", "--threads", help="Threads."),
+    flash_attn: str = flash_attn_option(),
     chunks: int = typer.Option(-1, "--chunks", help="Score at most this many chunks (-1: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the text report."),
     save_logits: Optional[Path] = typer.Option(None, "--save-logits",
@@ -92,6 +93,7 @@ def command(
     """Perplexity over the second half of each chunk of a text, as llama-perplexity computes it."""
     from .. import perplexity as ppl  # numpy only; the engine loads below
 
+    flash_attn = check_flash_attn(flash_attn)
     for name, v in (("-t", threads), ("-b", batch_size)):
         if v < 1:
             raise LlamacliError(f"{name} must be at least 1, got {v}")
@@ -105,7 +107,7 @@ def command(
         raise LlamacliError(f"{model}: no such model file")
 
     if kl_base is not None:
-        _kl(ppl, model, kl_base, file, ctx_size, batch_size, threads, chunks, as_json)
+        _kl(ppl, model, kl_base, file, ctx_size, batch_size, threads, chunks, as_json, flash_attn)
         return
     if file is None:
         raise LlamacliError("nothing to score: give the text with -f/--file")
@@ -120,7 +122,7 @@ def command(
     tok = load_tokenizer(open_gguf(model))
     tokens = ppl.tokenize_text(tok, text)
     n_chunk = ppl.count_chunks(tokens.shape[0], n_ctx, chunks, source=str(file))
-    m = _load(model, n_ctx, batch_size, threads)
+    m = _load(model, n_ctx, batch_size, threads, flash_attn)
     _info(f"calculating perplexity over {n_chunk} chunks, n_ctx={n_ctx}, batch_size={min(batch_size, n_ctx)}, "
           f"threads={threads}")
 
@@ -151,17 +153,17 @@ def command(
         _info(f"evaluated {rate}")
 
 
-def _load(model: Path, n_ctx: int, batch_size: int, threads: int):
+def _load(model: Path, n_ctx: int, batch_size: int, threads: int, flash_attn: str):
     from ..model.transformer import load_model
 
-    m = load_model(model, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    m = load_model(model, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads, flash_attn=flash_attn)
     if n_ctx > m.cfg.n_ctx_train:
         _info(f"warning: model was trained on only {m.cfg.n_ctx_train} context tokens ({n_ctx} specified)")
     return m
 
 
 def _kl(ppl, model: Path, kl_base: Path, file: Optional[Path], ctx_size: Optional[int], batch_size: int,
-        threads: int, chunks: int, as_json: bool) -> None:
+        threads: int, chunks: int, as_json: bool, flash_attn: str) -> None:
     """--kl-divergence-base: the base's own tokens through this model (the text is not needed)."""
     if file is not None:
         _info(f"note: {file} is not read; the tokens come from {kl_base}")
@@ -171,7 +173,7 @@ def _kl(ppl, model: Path, kl_base: Path, file: Optional[Path], ctx_size: Optiona
             raise LlamacliError(f"{kl_base} was computed with -c {base.n_ctx}; drop -c or give -c {base.n_ctx}")
         from ..tokenizer import load_tokenizer
 
-        m = _load(model, base.n_ctx, batch_size, threads)
+        m = _load(model, base.n_ctx, batch_size, threads, flash_attn)
         tok = load_tokenizer(m.gguf)
         n_chunk = base.n_chunk if chunks < 0 else min(chunks, base.n_chunk)
         _info(f"computing over {n_chunk} chunks, n_ctx={base.n_ctx}, batch_size={min(batch_size, base.n_ctx)}, "

@@ -45,6 +45,22 @@ def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+FLASH_ATTN_VALUES = ("on", "off", "auto")
+
+
+def flash_attn_option():
+    """-fa, as llama.cpp's tools take it (auto: on, since ggml's CPU backend runs it)."""
+    return typer.Option("auto", "-fa", "--flash-attn", metavar="on|off|auto",
+                        help="Flash attention, as llama.cpp's -fa (auto: on for the CPU). The numerics "
+                             "follow ggml's flash-attention kernel when on, its soft_max path when off.")
+
+
+def check_flash_attn(value: str) -> str:
+    if value.lower() not in FLASH_ATTN_VALUES:
+        raise LlamacliError(f"-fa: expected on, off or auto, got '{value}'")
+    return value.lower()
+
+
 def command(
     model: Path = typer.Option(..., "-m", "--model", help="GGUF model file."),
     prompt: str = typer.Option(None, "-p", "--prompt", help="Prompt text."),
@@ -53,6 +69,7 @@ def command(
     threads: int = typer.Option(default_threads(), "-t", "--threads", help="Threads."),
     ctx_size: int = typer.Option(4096, "-c", "--ctx-size", help="Context size (0: the model's trained context, capped so the KV cache fits in half the free memory)."),
     batch_size: int = typer.Option(512, "-b", "--batch-size", help="Prompt tokens evaluated per micro-batch."),
+    flash_attn: str = flash_attn_option(),
     seed: int = typer.Option(DEFAULT_SEED, "-s", "--seed", help="RNG seed (default: random)."),
     temp: float = typer.Option(0.8, "--temp", help="Temperature (0: greedy)."),
     top_k: int = typer.Option(40, "--top-k", help="Top-k (0: off)."),
@@ -108,6 +125,7 @@ def command(
     if escape:
         prompt = process_escapes(prompt) if prompt is not None else None
         system_prompt = process_escapes(system_prompt) if system_prompt is not None else None
+    flash_attn = check_flash_attn(flash_attn)
     for name, v in (("-t", threads), ("-b", batch_size)):
         if v < 1:
             raise LlamacliError(f"{name} must be at least 1, got {v}")
@@ -122,7 +140,7 @@ def command(
     params = SamplerParams(temp=temp, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical,
                            repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
-    gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads)
+    gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads, flash_attn=flash_attn)
     compiled = None
     if grammar_text is not None:
         from ..grammar import compile_grammar

@@ -24,7 +24,7 @@ from gguf.quants import dequantize
 
 from ..errors import LlamacliError
 from ..gguf_io import GGUFFile
-from ..kernels import cpu, moe, ops
+from ..kernels import cpu, flash, moe, ops
 from ..kernels.dot import Activation
 from ..kernels.dot.fp16 import round_to_f16
 from .config import Config, config_from_gguf
@@ -47,8 +47,11 @@ class Backend:
         for name in ("rms_norm", "rms_norm_heads", "rope_cache", "rope", "store_kv", "attention", "swiglu",
                      "geglu", "add_inplace", "softcap_inplace"):
             setattr(self, name, getattr(ops, name))
+        self.store_kv_rows = flash.store_kv_rows
+        self.flash_attn = flash.flash_attn
         if cpu.wide(level):
             self.attention, self.swiglu = ops.attention_512, ops.swiglu_512
+            self.flash_attn = lambda *a: flash.flash_attn(*a, wide=True)
         self.round_to_f16 = round_to_f16
         for name in ("route", "group_by_expert", "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots",
                      "swiglu_oai"):
@@ -61,13 +64,17 @@ class Backend:
 class KVCache:
     """One sequence's keys and values, F16 as llama.cpp's default cache, and how many positions
     it holds. The State is one (the sequence `eval` appends to); `Model.eval_seqs` takes several,
-    a server's slots, each with its own cells. Shapes are NumPy's."""
+    a server's slots, each with its own cells. Shapes are NumPy's. V is stored as llama.cpp
+    stores it: by rows with flash attention, else transposed."""
 
-    def __init__(self, cfg: Config, n_ctx: int):
+    def __init__(self, cfg: Config, n_ctx: int, flash_attn: bool = False):
         self.n_ctx = n_ctx
+        self.flash_attn = flash_attn
         self.k_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_k), np.uint16)  # fp16 bits
-        # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
-        self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, (n_ctx + 31) // 32 * 32), np.uint16)
+        if flash_attn:  # (layer, n_ctx, n_embd_v)
+            self.v_cache = np.zeros((cfg.n_layer, n_ctx, cfg.n_embd_v), np.uint16)
+        else:  # transposed, rows padded to 32: the attention's V dot reads whole chunks of 32 positions
+            self.v_cache = np.zeros((cfg.n_layer, cfg.n_embd_v, (n_ctx + 31) // 32 * 32), np.uint16)
         self.k_layers = list(self.k_cache)  # per-layer views, made once
         self.v_layers = list(self.v_cache)
         self.n_past = 0
@@ -87,10 +94,11 @@ class State(KVCache):
     """Scratch buffers and the KV cache, allocated once; `eval` allocates nothing per token.
     Shapes are NumPy's (row-major, tokens first); T = n_batch."""
 
-    def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int, rope_factors=None):
+    def __init__(self, cfg: Config, weights: Weights, n_ctx: int, n_batch: int, rope_factors=None,
+                 flash_attn: bool = False):
         E, F, T = cfg.n_embd, cfg.n_ff, n_batch
         nq, nk, nv = cfg.n_head * cfg.head_dim, cfg.n_embd_k, cfg.n_embd_v
-        super().__init__(cfg, n_ctx)
+        super().__init__(cfg, n_ctx, flash_attn)
         self.n_batch = n_batch
         self.x = np.zeros((T, E), np.float32)  # residual stream
         self.xn = np.zeros((T, E), np.float32)  # normed input of a sub-block
@@ -108,6 +116,10 @@ class State(KVCache):
         self.ffn = np.zeros((T, F), np.float32)
         # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
+        if flash_attn:  # kernels.flash: a row of tiles per thread; (head, chunk) partials of the split path
+            self.scratch = np.zeros(flash.scratch_shape(numba.config.NUMBA_NUM_THREADS, cfg.head_dim), np.float32)
+            self.fa_parts = np.zeros((cfg.n_head * (numba.config.NUMBA_NUM_THREADS + 1), 2 + cfg.head_dim_v),
+                                     np.float32)
         half = cfg.rope.n_dims // 2
         # the frequency factors of every pair (rope_freqs / LongRoPE's), ones where there are none
         self.rope_factors = np.ones(half, np.float32) if rope_factors is None else np.ascontiguousarray(rope_factors)
@@ -381,12 +393,20 @@ class Model:
                 q *= np.float32(cfg.attn_scale)
             if cfg.attn_temp_scale:
                 q3 *= R.q_temp[:, :, None]
-            be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
             window, sinks = (cfg.sliding_window if swa else 0), (S.no_sinks if L.sinks is None else L.sinks)
-            for cache, p0, P in parts:  # each sequence's rows against its own cache
-                be.store_kv(P.k, P.v, cache.k_layers[il], cache.v_layers[il], p0)
-                be.attention(P.q3, cache.k_layers[il], cache.v_layers[il], P.pos, p0 + P.n, kq_scale, window,
-                             cfg.attn_softcap, sinks, S.scratch, P.attn)
+            if S.flash_attn:  # ggml_flash_attn_ext: each sequence's rows against its own cache
+                for cache, p0, P in parts:
+                    n = p0 + P.n
+                    be.store_kv_rows(P.k, P.v, cache.k_layers[il], cache.v_layers[il], p0)
+                    be.flash_attn(P.q3, cache.k_layers[il], cache.v_layers[il], P.pos, n,
+                                  flash.graph_n_kv(n, cache.n_ctx), self.n_threads, kq_scale, window,
+                                  cfg.attn_softcap, sinks, S.scratch, S.fa_parts, P.attn)
+            else:
+                be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
+                for cache, p0, P in parts:  # each sequence's rows against its own cache
+                    be.store_kv(P.k, P.v, cache.k_layers[il], cache.v_layers[il], p0)
+                    be.attention(P.q3, cache.k_layers[il], cache.v_layers[il], P.pos, p0 + P.n, kq_scale, window,
+                                 cfg.attn_softcap, sinks, S.scratch, P.attn)
             self._linear(attn, L.wo, proj, bias=L.bo)
             if cb:
                 cb("kqv_out", il, attn)
@@ -457,7 +477,7 @@ class Model:
 
     def new_cache(self) -> KVCache:
         """Another sequence's KV cache, of the State's context size, for `eval_seqs`."""
-        return KVCache(self.cfg, self.state.n_ctx)
+        return KVCache(self.cfg, self.state.n_ctx, self.state.flash_attn)
 
     def eval_seqs(self, batch) -> np.ndarray:
         """One step over several sequences (llama_batch with a seq_id a token): batch is
@@ -472,7 +492,8 @@ class Model:
         seqs, chunks = [], []
         for cache, tokens in batch:
             tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
-            if cache.n_ctx > self.state.n_ctx or cache.k_cache.shape[0] != self.cfg.n_layer:
+            if cache.n_ctx > self.state.n_ctx or cache.k_cache.shape[0] != self.cfg.n_layer \
+                    or cache.flash_attn != self.state.flash_attn:
                 raise LlamacliError("a KV cache made for another model or a larger context")
             self._check(tokens, cache)
             seqs.append((cache, tokens.shape[0]))
@@ -504,9 +525,12 @@ class Model:
 
 
 def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, backend: Backend | None = None,
-               cpu_level: str | None = None) -> Model:
+               cpu_level: str | None = None, flash_attn: bool | str = False) -> Model:
     """Open a GGUF, read its config and weights (views), allocate the state. cpu_level (else
-    $LLAMACLI_CPU, else this machine's) picks which of ggml's x86 paths the arithmetic follows."""
+    $LLAMACLI_CPU, else this machine's) picks which of ggml's x86 paths the arithmetic follows.
+    flash_attn: True/"on", "auto" (on: ggml's CPU backend runs it for every family here) or
+    False/"off"; off by default here as in llama_cpp.Llama, while the subcommands default to
+    llama.cpp's tools' "auto"."""
     from ..gguf_io import open_gguf
 
     try:
@@ -523,5 +547,24 @@ def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, 
     if n_threads < 1:
         raise LlamacliError(f"-t must be at least 1, got {n_threads}")
     # llama.cpp's n_ctx_seq is the context of one sequence: all of it here
-    state = State(cfg, weights, n_ctx, n_batch, weights.rope_factors(n_ctx, cfg.n_ctx_orig_yarn))
+    fa = resolve_flash_attn(flash_attn, cfg)
+    state = State(cfg, weights, n_ctx, n_batch, weights.rope_factors(n_ctx, cfg.n_ctx_orig_yarn), fa)
     return Model(gf, cfg, weights, state, min(n_threads, max_threads), backend or Backend(level))
+
+
+def resolve_flash_attn(value: bool | str, cfg: Config) -> bool:
+    """-fa on|off|auto as llama_context takes it: auto is on where the device runs the
+    operation, which ggml's CPU backend does for F16 caches whatever the head size."""
+    if isinstance(value, bool):
+        on = value
+    elif str(value).lower() in ("on", "auto", "1", "true"):
+        on = True
+    elif str(value).lower() in ("off", "0", "false"):
+        on = False
+    else:
+        raise LlamacliError(f"-fa: expected on, off or auto, got '{value}'")
+    if on and cfg.head_dim != cfg.head_dim_v:
+        if str(value).lower() == "auto":
+            return False
+        raise LlamacliError(f"flash attention: key and value heads differ ({cfg.head_dim} vs {cfg.head_dim_v})")
+    return on

@@ -376,7 +376,7 @@ class EventStream:
 
 def serve(model, host: str = "127.0.0.1", port: int = 8080, n_parallel: int = 4, n_ctx: int = 4096,
           n_threads: int = 2, n_batch: int = 512, api_key: str | None = None, alias: str | None = None,
-          chat_template: str | None = None, max_queue: int = 64) -> None:
+          chat_template: str | None = None, max_queue: int = 64, flash_attn: str = "auto") -> None:
     """Load the model and serve until SIGTERM / SIGINT. n_ctx is shared by the slots, as
     llama-server splits -c among -np: each slot holds n_ctx // n_parallel positions."""
     import uvicorn
@@ -401,7 +401,7 @@ def serve(model, host: str = "127.0.0.1", port: int = 8080, n_parallel: int = 4,
         raise LlamacliError(f"-c {n_ctx} leaves {n_slot} positions to each of {n_parallel} slots; give a larger -c")
     sock = _listen(host, port)  # bound before the model loads: a taken port is one clear error, at once
     port = sock.getsockname()[1]
-    engine = load_engine(gf, n_slot, n_parallel, min(n_batch, n_slot), n_threads, max_queue)
+    engine = load_engine(gf, n_slot, n_parallel, min(n_batch, n_slot), n_threads, max_queue, flash_attn)
     template, note = choose_template(gf, engine.tok, chat_template)
     if note:
         print(f"llamacli: warning: {note}", file=sys.stderr)

@@ -397,8 +397,9 @@ def token_probs(logits: np.ndarray, tok: int, n: int, tokenizer) -> dict:
     return out
 
 
-def load_engine(path, n_ctx: int, n_parallel: int, n_batch: int, n_threads: int, max_queue: int) -> Engine:
+def load_engine(path, n_ctx: int, n_parallel: int, n_batch: int, n_threads: int, max_queue: int,
+                flash_attn: bool | str = False) -> Engine:
     if n_parallel < 1:
         raise LlamacliError(f"-np must be at least 1, got {n_parallel}")
-    gen = Generator(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads)
+    gen = Generator(path, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads, flash_attn=flash_attn)
     return Engine(gen, n_parallel, max_queue)
