@@ -48,11 +48,6 @@ def graph_n_kv(n_used: int, n_ctx: int) -> int:
     return min(size, max(CELL_PAD, -(-n_used // CELL_PAD) * CELL_PAD))
 
 
-def scratch_shape(n_threads: int, D: int) -> tuple[int, int]:
-    """A row per thread holding the tiled path's buffers (the one-row paths use its start)."""
-    return n_threads, TILE_Q * D + TILE_KV * D + TILE_KV * D + TILE_Q * D + TILE_Q * TILE_KV + 2 * TILE_Q + 16
-
-
 @njit(cache=True)
 def store_kv_rows(k, v, cache_k, cache_v, pos0):
     """Write T new keys and values (T, n_kv*D) as fp16 bits at rows pos0.. of cache_k and
@@ -152,7 +147,7 @@ def _rows(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch
         scale = np.float32(scale / softcap)
     for job in prange(H * T):
         h, t = job // T, job % T
-        acc = scratch[numba.get_thread_id(), :D]
+        acc = scratch[numba.get_thread_id(), 0]
         lo, hi = _seen(pos[t], n_kv, window)
         M, S = _row(q, (t * H + h) * D, cache_k, cache_v, (h // group) * D, lo, hi, scale, softcap, acc, wide)
         if sinks.shape[0] > 0:
@@ -211,7 +206,10 @@ def _split(q, cache_k, cache_v, p, n_kv, graph_kv, nth, scale, window, softcap, 
 # -- 64 queries at a time: ggml_compute_forward_flash_attn_ext_tiled ---------------------------
 
 @njit(parallel=True, cache=True)
-def _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch, out, wide):
+def _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, Qs, Ks, Vs, Os, Ss, out, wide):
+    """Qs, Os (threads, 64, D), Ks (threads, D, 64), Vs (threads, 64, D), Ss (threads, 66, 64):
+    each thread's query tile, key tile (transposed), value tile, VKQ, and scores (rows 64 and
+    65: M and S of each query). Separate arrays, so that LLVM vectorises the 64-wide loops."""
     T, H, D = q.shape
     ek = cache_k.shape[1]
     group = H // (ek // D)
@@ -223,43 +221,35 @@ def _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratc
         h, t0 = job // n_tiles, (job % n_tiles) * TILE_Q
         rows = min(TILE_Q, T - t0)
         col = (h // group) * D
-        buf = scratch[numba.get_thread_id()]
-        Qf = buf[:TILE_Q * D].reshape(TILE_Q, D)  # the queries, float32 as they are
-        Kt = buf[TILE_Q * D:TILE_Q * D + D * TILE_KV].reshape(D, TILE_KV)  # the key tile, transposed
-        o = TILE_Q * D + D * TILE_KV
-        Vf = buf[o:o + TILE_KV * D].reshape(TILE_KV, D)
-        o += TILE_KV * D
-        VKQ = buf[o:o + TILE_Q * D].reshape(TILE_Q, D)
-        o += TILE_Q * D
-        KQ = buf[o:o + TILE_Q * TILE_KV].reshape(TILE_Q, TILE_KV)
-        o += TILE_Q * TILE_KV
-        Ms, Ss = buf[o:o + TILE_Q], buf[o + TILE_Q:o + 2 * TILE_Q]
+        th = numba.get_thread_id()
+        Qf, Kt, Vf, VKQ, KQ = Qs[th], Ks[th], Vs[th], Os[th], Ss[th]
+        Ms, Sm = KQ[TILE_Q], KQ[TILE_Q + 1]
         first, last = n_kv, 0  # the cells any of these queries sees
         for r in range(rows):
             for d in range(D):
                 Qf[r, d] = q[t0 + r, h, d]
                 VKQ[r, d] = 0.0
-            Ms[r], Ss[r] = -np.inf, 0.0
+            Ms[r], Sm[r] = -np.inf, 0.0
             lo, hi = _seen(pos[t0 + r], n_kv, window)
             first, last = min(first, lo), max(last, hi)
         for ic in range(first // TILE_KV * TILE_KV, last, TILE_KV):
             nk = min(TILE_KV, n_kv - ic)
-            for tk in range(nk):
-                for d in range(D):
-                    Kt[d, tk] = F16_TO_F32[cache_k[ic + tk, col + d]]
-                    Vf[tk, d] = F16_TO_F32[cache_v[ic + tk, col + d]]
+            for tk in range(TILE_KV):  # the tile in float32, zero past the cells that exist
+                if tk < nk:
+                    for d in range(D):
+                        Kt[d, tk] = F16_TO_F32[cache_k[ic + tk, col + d]]
+                        Vf[tk, d] = F16_TO_F32[cache_v[ic + tk, col + d]]
+                else:
+                    for d in range(D):
+                        Kt[d, tk] = 0.0
+                        Vf[tk, d] = 0.0
             for r in range(rows):
                 lo, hi = _seen(pos[t0 + r], n_kv, window)
                 a, b = max(lo - ic, 0), min(hi - ic, TILE_KV)
-                kq = KQ[r]
                 if a >= b:  # no cell of this tile is seen: the row skips it
                     continue
-                for tk in range(TILE_KV):
-                    kq[tk] = 0.0
-                for d in range(D):  # simd_gemm: one fused chain over D per score
-                    x = Qf[r, d]
-                    for tk in range(a, b):
-                        kq[tk] = fma32(x, Kt[d, tk], kq[tk])
+                kq = KQ[r]
+                _scores(Qf[r], Kt, kq, D)
                 mx = np.float32(-np.inf)
                 for tk in range(TILE_KV):
                     if tk < a or tk >= b:
@@ -270,49 +260,83 @@ def _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratc
                         s = np.float32(libm_tanhf(s) * softcap)
                     kq[tk] = s
                     mx = max(mx, s)
-                if mx == -np.inf:
-                    continue
                 Mold = Ms[r]
                 Mn = max(Mold, mx)
+                acc = VKQ[r]
                 if Mn > Mold:
                     ms = libm_expf(np.float32(Mold - Mn))
                     for d in range(D):
-                        VKQ[r, d] = np.float32(VKQ[r, d] * ms)
-                    Ss[r] = np.float32(Ss[r] * ms)
+                        acc[d] = np.float32(acc[d] * ms)
+                    Sm[r] = np.float32(Sm[r] * ms)
                 Ms[r] = Mn
                 total = 0.0  # ggml_vec_soft_max_f32: group sums in double
                 for g in range(0, TILE_KV, gl):
                     total += np.float64(exp16_shifted(kq, g, Mn) if wide else exp8_shifted(kq, g, Mn))
-                Ss[r] = np.float32(np.float64(Ss[r]) + total)
-                acc = VKQ[r]
-                for tk in range(a, b):  # simd_gemm again: V·p chained over the tile's cells
-                    w = kq[tk]
-                    for d in range(D):
-                        acc[d] = fma32(w, Vf[tk, d], acc[d])
+                Sm[r] = np.float32(np.float64(Sm[r]) + total)
+                _accumulate(kq, Vf, acc, D)
         for r in range(rows):
-            M, S = Ms[r], Ss[r]
+            M, S = Ms[r], Sm[r]
             if sinks.shape[0] > 0:
                 M, S = _sink(VKQ[r], M, S, sinks[h])
             _finish(VKQ[r], S, out, t0 + r, h * D)
 
 
+@njit(inline="always", cache=True)
+def _scores(qr, Kt, kq, D):
+    """simd_gemm for one query over a tile: kq[tk] = the fused chain over d of q[d] * K[tk, d]
+    (all 64 cells; the caller masks the unseen ones)."""
+    for tk in range(TILE_KV):
+        kq[tk] = 0.0
+    for d in range(D):
+        x = qr[d]
+        kd = Kt[d]
+        for tk in range(TILE_KV):
+            kq[tk] = fma32(x, kd[tk], kq[tk])
+
+
+@njit(inline="always", cache=True)
+def _accumulate(p, Vf, acc, D):
+    """simd_gemm for V: acc[d] = the fused chain over the tile's 64 cells of p[tk] * V[tk, d]
+    (a masked cell's p is +0 and its V finite, which leaves acc as it is)."""
+    for tk in range(TILE_KV):
+        w = p[tk]
+        vt = Vf[tk]
+        for d in range(D):
+            acc[d] = fma32(w, vt[d], acc[d])
+
+
+class Scratch:
+    """Each thread's buffers for flash_attn: the tiles (separate arrays) and the split path's
+    (head, chunk) partials, parts (n_head*(threads + 1), 2 + D)."""
+
+    def __init__(self, n_threads: int, n_head: int, D: int):
+        self.q = np.zeros((n_threads, TILE_Q, D), np.float32)
+        self.k = np.zeros((n_threads, D, TILE_KV), np.float32)
+        self.v = np.zeros((n_threads, TILE_KV, D), np.float32)
+        self.o = np.zeros((n_threads, TILE_Q, D), np.float32)
+        self.s = np.zeros((n_threads, TILE_Q + 2, TILE_KV), np.float32)
+        self.parts = np.zeros((n_head * (n_threads + 1), 2 + D), np.float32)
+
+
 # -- the entry point ----------------------------------------------------------------------------
 
-def flash_attn(q, cache_k, cache_v, pos, n_kv, graph_kv, nth, scale, window, softcap, sinks, scratch, parts, out,
+def flash_attn(q, cache_k, cache_v, pos, n_kv, graph_kv, nth, scale, window, softcap, sinks, scratch, out,
                wide=False):
     """softmax(q K^T * scale + mask) V for T queries (q (T, n_head, D) float32, not rounded) at
     positions pos against the first n_kv cells, into out (T, n_head*D); window > 0 masks cells
     more than window-1 behind; softcap > 0 soft-caps the scores; sinks (n_head,) or empty.
-    graph_kv (graph_n_kv) and nth (the threads) pick the path as ggml does; scratch
-    (scratch_shape), parts (n_head*(nth + 1), 2 + D) float32."""
+    graph_kv (graph_n_kv) and nth (the threads) pick the path as ggml does; scratch a Scratch
+    for at least nth threads."""
     T = q.shape[0]
     if T >= TILE_Q:
-        _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch, out, wide)
+        _tiled(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch.q, scratch.k, scratch.v,
+               scratch.o, scratch.s, out, wide)
         return
     flat = q.reshape(-1)  # ggml converts q to the K vec_dot type, fp16, for these paths
     round_to_f16(flat, flat)
     if T == 1 and graph_kv >= SPLIT_KV:
-        _split(q, cache_k, cache_v, pos[0], n_kv, graph_kv, nth, scale, window, softcap, sinks, parts, out, wide)
+        _split(q, cache_k, cache_v, pos[0], n_kv, graph_kv, nth, scale, window, softcap, sinks, scratch.parts, out,
+               wide)
     else:
-        _rows(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch, out, wide)
+        _rows(q, cache_k, cache_v, pos, n_kv, scale, window, softcap, sinks, scratch.o, out, wide)
 

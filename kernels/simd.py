@@ -617,7 +617,7 @@ row_dot_q5_1, row_dot2_q5_1, row_dot4_q5_1 = _row_dot_family(
     lambda n: _row_intrinsic("q5_1", n), "ggml_vec_dot_q5_1_q8_1 (AVX2) over one row")
 
 
-def _q6k_codegen(ntok, amx=False):
+def _q6k_codegen(ntok, amx=False, tiled=False):
     """ggml_vec_dot_q6_K_q8_K (AVX2) over one row against ntok q8_K rows; arguments
     (w, q_0.., d_0.., bsums_0.., nb, bs). Per super-block, eight int32 lanes
     sumi = sum over 32-value chunks of madd(scales, maddubs(q6, q8)) minus
@@ -625,8 +625,11 @@ def _q6k_codegen(ntok, amx=False):
     The 6-bit weights are unpacked once for all ntok rows.
 
     amx: the AMX buffer's tinygemm_kernel_vnni order: the lanes summed as integers (exact), one
-    float accumulator, acc = fma(float(isum), d_w * d_x, acc)."""
-    acc_ty = _F32 if amx else _F32x8
+    float accumulator, acc = fma(float(isum), d_w * d_x, acc).
+
+    tiled: ggml's tiled K-quant matmul (tiled/tiled-kernel.cpp, AVX2 microtile), which takes
+    prompt batches of 8 rows or more: acc = fma(d_w * float(isum), d_x, acc)."""
+    acc_ty = _F32 if (amx or tiled) else _F32x8
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -652,7 +655,7 @@ def _q6k_codegen(ntok, amx=False):
         accs = []
         for _ in range(ntok):
             acc = builder.phi(acc_ty)
-            acc.add_incoming(ir.Constant(_F32, 0.0) if amx else ir.Constant(_F32x8, [0.0] * 8), entry)
+            acc.add_incoming(ir.Constant(_F32, 0.0) if (amx or tiled) else ir.Constant(_F32x8, [0.0] * 8), entry)
             accs.append(acc)
         builder.cbranch(builder.icmp_signed("<", i, nb), body, done)
 
@@ -690,6 +693,11 @@ def _q6k_codegen(ntok, amx=False):
                 p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [x, y])
                 sumi = builder.add(sumi, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [sc, p16]))
             sumi = builder.sub(sumi, sub)
+            if tiled:
+                res = builder.fmul(d_w, builder.sitofp(_isum8_ir(builder, sumi), _F32))
+                accs[t].add_incoming(builder.call(fma1, [res, builder.load(builder.gep(dbase[t], [i]), align=4),
+                                                         accs[t]]), body)
+                continue
             d = builder.fmul(builder.load(builder.gep(dbase[t], [i]), align=4), d_w)
             if amx:
                 isum = _isum8_ir(builder, sumi)
@@ -700,13 +708,15 @@ def _q6k_codegen(ntok, amx=False):
         i.add_incoming(builder.add(i, c64(1)), body)
         builder.branch(loop)
         builder.position_at_end(done)
-        outs = [accs[t] if amx else _hsum8_ir(builder, accs[t]) for t in range(ntok)]
+        outs = [accs[t] if (amx or tiled) else _hsum8_ir(builder, accs[t]) for t in range(ntok)]
         return _pack(context, builder, signature, outs)
 
     return codegen
 
 
 row_dot_q6_K, _, row_dot4_q6_K = _row_dot_family(_q6k_codegen, "ggml_vec_dot_q6_K_q8_K (AVX2) over one row")
+row_dot_q6_K_tiled, _, row_dot4_q6_K_tiled = _row_dot_family(
+    lambda n: _q6k_codegen(n, tiled=True), "A Q6_K row in the tiled K-quant matmul's order (8+ activation rows)")
 row_dot_q6_K_amx, _, row_dot4_q6_K_amx = _row_dot_family(
     lambda n: _q6k_codegen(n, amx=True), "A Q6_K row in the AMX buffer's tinygemm_kernel_vnni order")
 
@@ -850,7 +860,7 @@ def silu_mul8(typingctx, g, go, u, uo, out, oo):
     return sig, codegen
 
 
-def _q4k_codegen(ntok, amx=False):
+def _q4k_codegen(ntok, amx=False, mode="gemv"):
     """ggml_gemv_q4_K_8x8_q8_K's arithmetic for one row (the order ggml uses for Q4_K weights it
     repacked at load time) against ntok q8_K rows. Arguments (w, q_0.., d_0.., bsums_0.., nb, bs).
     Per super-block the integer sums are exact (maddubs on the nibbles, madd with the 6-bit
@@ -858,7 +868,12 @@ def _q4k_codegen(ntok, amx=False):
     acc_min = fma(summ, dmin_w * d_x, acc_min); the result is acc - acc_min.
 
     amx: the AMX buffer's tinygemm_kernel_vnni order, one accumulator for both:
-    acc = fnmadd(summ, dmin_w * d_x, fma(isum, d_w * d_x, acc))."""
+    acc = fnmadd(summ, dmin_w * d_x, fma(isum, d_w * d_x, acc)).
+
+    mode "gemm": ggml_gemm_q4_K_8x8_q8_K, which takes the first rows of a batch of four or more
+    in groups of four: the same two accumulators, but updated for each 64-value quarter of a
+    super-block rather than once a block. Mode "tiled": the tiled K-quant matmul (unrepacked
+    weights, batches of 8+): res = fnmadd(dmin_w, summ, d_w * isum), acc = fma(res, d_x, acc)."""
 
     def codegen(context, builder, signature, args):
         i8p = ir.IntType(8).as_pointer()
@@ -921,18 +936,37 @@ def _q4k_codegen(ntok, amx=False):
             hi.append(builder.lshr(x, ir.Constant(_I8x32, [4] * 32)))
         for t in range(ntok):
             qx = builder.gep(qb[t], [builder.mul(i, c64(256))])
-            s32 = ir.Constant(_I32x8, [0] * 8)
-            for j in range(4):
-                for half, xs in ((0, lo[j]), (1, hi[j])):
-                    y = _load(builder, builder.gep(qx, [c64(64 * j + 32 * half)]), _I8x32)
-                    p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [xs, y])
-                    s32 = builder.add(s32, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [p16, splat[2 * j + half]]))
-            isum = _isum8_ir(builder, s32)
             bsum = builder.load(builder.bitcast(builder.gep(bb[t], [builder.mul(i, c64(16))]), I32x16.as_pointer()), align=4)
             pairs = builder.add(builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(0, 16, 2)))),
                                 builder.shuffle_vector(bsum, bsum, ir.Constant(ir.VectorType(i32, 8), list(range(1, 16, 2)))))
-            summ = _isum8_ir(builder, builder.mul(pairs, mins8))
+            mprod = builder.mul(pairs, mins8)
             dy = builder.load(builder.gep(db[t], [i]), align=4)
+            s32 = ir.Constant(_I32x8, [0] * 8)
+            acc, mn = accs[t], mins[t]
+            for j in range(4):
+                q32 = ir.Constant(_I32x8, [0] * 8) if mode == "gemm" else s32
+                for half, xs in ((0, lo[j]), (1, hi[j])):
+                    y = _load(builder, builder.gep(qx, [c64(64 * j + 32 * half)]), _I8x32)
+                    p16 = _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", _I16x16, [xs, y])
+                    q32 = builder.add(q32, _x86(builder, "llvm.x86.avx2.pmadd.wd", _I32x8, [p16, splat[2 * j + half]]))
+                if mode == "gemm":  # this quarter's sums, scaled into the accumulators now
+                    m2 = builder.add(builder.extract_element(mprod, c32(2 * j)), builder.extract_element(mprod, c32(2 * j + 1)))
+                    acc = builder.call(fma1, [builder.sitofp(_isum8_ir(builder, q32), _F32), builder.fmul(d_w, dy), acc])
+                    mn = builder.call(fma1, [builder.sitofp(m2, _F32), builder.fmul(dmin_w, dy), mn])
+                else:
+                    s32 = q32
+            if mode == "gemm":
+                accs[t].add_incoming(acc, body)
+                mins[t].add_incoming(mn, body)
+                continue
+            isum = _isum8_ir(builder, s32)
+            summ = _isum8_ir(builder, mprod)
+            if mode == "tiled":
+                res = builder.fmul(d_w, builder.sitofp(isum, _F32))
+                res = builder.call(fma1, [builder.fneg(dmin_w), builder.sitofp(summ, _F32), res])
+                accs[t].add_incoming(builder.call(fma1, [res, dy, accs[t]]), body)
+                mins[t].add_incoming(mins[t], body)
+                continue
             acc = builder.call(fma1, [builder.sitofp(isum, _F32), builder.fmul(d_w, dy), accs[t]])
             if amx:
                 acc = builder.call(fma1, [builder.fneg(builder.sitofp(summ, _F32)), builder.fmul(dmin_w, dy), acc])
@@ -945,7 +979,7 @@ def _q4k_codegen(ntok, amx=False):
         builder.branch(loop)
 
         builder.position_at_end(done)
-        outs = [accs[t] if amx else builder.fsub(accs[t], mins[t]) for t in range(ntok)]
+        outs = [accs[t] if (amx or mode == "tiled") else builder.fsub(accs[t], mins[t]) for t in range(ntok)]
         return _pack(context, builder, signature, outs)
 
     return codegen
@@ -953,6 +987,10 @@ def _q4k_codegen(ntok, amx=False):
 
 row_dot_q4_K, row_dot2_q4_K, row_dot4_q4_K = _row_dot_family(
     _q4k_codegen, "A Q4_K row in ggml_gemv_q4_K_8x8_q8_K's order (weights ggml repacks at load time)")
+_, _, row_dot4_q4_K_gemm = _row_dot_family(
+    lambda n: _q4k_codegen(n, mode="gemm"), "A Q4_K row in ggml_gemm_q4_K_8x8_q8_K's order (batches of 4+)")
+row_dot_q4_K_tiled, _, row_dot4_q4_K_tiled = _row_dot_family(
+    lambda n: _q4k_codegen(n, mode="tiled"), "A Q4_K row in the tiled K-quant matmul's order (8+ rows, not repacked)")
 row_dot_q4_K_amx, row_dot2_q4_K_amx, row_dot4_q4_K_amx = _row_dot_family(
     lambda n: _q4k_codegen(n, amx=True), "A Q4_K row in the AMX buffer's tinygemm_kernel_vnni order")
 

@@ -91,15 +91,16 @@ def count_chunks(n_tokens: int, n_ctx: int, max_chunks: int = -1, source: str = 
 def chunk_logits(model, chunk: np.ndarray, bos: int | None) -> np.ndarray:
     """Logits (n_ctx - 1 - n_ctx//2, n_vocab) of positions n_ctx//2 .. n_ctx - 2 of one chunk,
     from an empty cache, its first token replaced by `bos` (llama.cpp does so even when the
-    chunk starts with another token)."""
+    chunk starts with another token). The whole chunk goes through, in micro-batches of
+    n_batch with logits from n_ctx//2 on, as llama-perplexity's batch: so each row takes the
+    batched kernels it takes there."""
     n_ctx = chunk.shape[0]
     first = n_ctx // 2
     inp = chunk.astype(np.int64)  # a copy: the caller's tokens stay as they are
     if bos is not None:
         inp[0] = bos
     model.state.reset()
-    model.eval(inp[:first], want="last")  # only fills the KV cache
-    return model.eval(inp[first:n_ctx - 1], want="all")  # (n_scored, n_vocab)
+    return model.eval_rows(inp, first)[:n_ctx - 1 - first]  # (n_scored, n_vocab)
 
 
 # ---------------------------------------------------------------------------------------------

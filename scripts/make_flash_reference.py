@@ -36,11 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 CACHE = Path.home() / ".cache" / "llamacli"
 MODELS = {"smollm2": CACHE / "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": CACHE / "gemma-3-270m-q4_k_m.gguf"}
-# (run, threads, tokens); Gemma-3's prompt batches go through batched matmul kernels (repacked
-# Q4_K gemm, tinyBLAS) that llamacli does not follow yet, so only its decode path is recorded
+# (run, threads, tokens); Gemma-3's batches also exercise ggml's repacked Q4_K gemm (4+ rows) and
+# tiled Q6_K matmul (8+ rows)
 RUNS = {
     "smollm2": [("decode_t2", 2, 300), ("decode_t1", 1, 272), ("batch_100", 2, 100), ("batch_40", 2, 40)],
-    "gemma3": [("decode_t2", 2, 280)],
+    "gemma3": [("decode_t2", 2, 280), ("batch_100", 2, 100), ("batch_40", 2, 40), ("batch_6", 2, 6)],
 }
 
 PEER = r"""

@@ -37,6 +37,11 @@ BS_Q6_K = GGML_QUANT_SIZES[T.Q6_K][1]
 NSUB16 = QK_K // 16  # bsums per super-block
 
 
+# ggml_tiled_min_batch: ggml-cpu's tiled K-quant matmul (tiled/tiled.cpp) takes a MUL_MAT whose
+# activation has this many rows or more, when it did not repack the weights
+TILED_MIN = 8
+
+
 @njit(inline="always", cache=True)
 def _h(w, o):
     return F16_TO_F32[np.int64(w[o]) | (np.int64(w[o + 1]) << 8)]
@@ -173,6 +178,11 @@ def _q4k_sums(w, o, qt, x0):
 def matmul_q4_K(W, q, d, bsums, out, scratch):
     """Q4_K rows against q8_K, in the float order of the kernel llama.cpp runs on AVX2.
 
+    Prompt batches: repacked weights take ggml_gemm_q4_K_8x8_q8_K for the first T - T % 4 rows
+    of a batch of four or more (the two accumulators updated for each 64-value quarter);
+    others, in batches of TILED_MIN rows or more, ggml's tiled K-quant matmul
+    (res = fnmadd(dmin_w, summ, d_w * isum), acc = fma(res, d_x, acc) per super-block).
+
     When the number of rows is a multiple of 8, ggml's CPU backend repacks Q4_K weights into
     block_q4_Kx8 at load time and a single activation row goes through
     ggml_gemv_q4_K_8x8_q8_K: each output keeps one float accumulator per super-block sum,
@@ -190,26 +200,48 @@ def matmul_q4_K(W, q, d, bsums, out, scratch):
     nl = _lane_count(d, nb)  # 8
     nm = nl // 2  # 4
     repacked = R % 8 == 0  # ggml_repack_get_optimal_repack_type: q4_K_8x8 when ne[1] % 8 == 0
+    T = q.shape[0]
+    T4 = T // 4 * 4 if T >= 4 else 0  # the rows ggml_gemm_q4_K_8x8_q8_K takes
+    tiled = not repacked and T >= TILED_MIN
     for r in prange(R):
         w = W[r]
         acc = scratch[numba.get_thread_id()]
-        for t in range(q.shape[0]):
+        for t in range(T):
             qt = q[t]
-            if repacked:
+            if repacked or tiled:
                 a = np.float32(0.0)
                 am = np.float32(0.0)
                 for b in range(nb):
                     o = b * BS_Q4_K
                     dy = d[t, b]
                     bs = b * NSUB16
+                    if repacked and t < T4:  # gemm: both accumulators updated per 64 values
+                        for j in range(4):
+                            sc1, m1 = scale_min_k4(2 * j, w, o + 4)
+                            sc2, m2 = scale_min_k4(2 * j + 1, w, o + 4)
+                            p1 = np.int32(0)
+                            p2 = np.int32(0)
+                            for l in range(32):
+                                v = np.int32(w[o + 16 + 32 * j + l])
+                                p1 += (v & 15) * np.int32(qt[b * QK_K + 64 * j + l])
+                                p2 += (v >> 4) * np.int32(qt[b * QK_K + 64 * j + 32 + l])
+                            mn = (m1 * (bsums[t, bs + 4 * j] + bsums[t, bs + 4 * j + 1])
+                                  + m2 * (bsums[t, bs + 4 * j + 2] + bsums[t, bs + 4 * j + 3]))
+                            a = fma32(np.float32(sc1 * p1 + sc2 * p2), _h(w, o) * dy, a)
+                            am = fma32(np.float32(mn), _h(w, o + 2) * dy, am)
+                        continue
                     summ = np.int32(0)
                     for k in range(8):
                         _, m = scale_min_k4(k, w, o + 4)
                         summ += m * (bsums[t, bs + 2 * k] + bsums[t, bs + 2 * k + 1])
                     isum = _q4k_sums(w, o, qt, b * QK_K)
-                    a = fma32(np.float32(isum), _h(w, o) * dy, a)
-                    am = fma32(np.float32(summ), _h(w, o + 2) * dy, am)
-                out[t, r] = a - am
+                    if tiled:  # res = fnmadd(dmin_w, summ, d_w * isum); acc = fma(res, d_x, acc)
+                        res = fma32(-_h(w, o + 2), np.float32(summ), _h(w, o) * np.float32(isum))
+                        a = fma32(res, dy, a)
+                    else:
+                        a = fma32(np.float32(isum), _h(w, o) * dy, a)
+                        am = fma32(np.float32(summ), _h(w, o + 2) * dy, am)
+                out[t, r] = a if tiled else a - am
                 continue
             for l in range(nl + nm):
                 acc[l] = 0.0
@@ -290,7 +322,9 @@ def matmul_q5_K(W, q, d, bsums, out, scratch):
 
 @njit(parallel=True, cache=True)
 def matmul_q6_K(W, q, d, bsums, out, scratch):
-    """ggml_vec_dot_q6_K_q8_K (AVX2).
+    """ggml_vec_dot_q6_K_q8_K (AVX2); for batches of TILED_MIN rows or more, ggml's tiled
+    K-quant matmul: per super-block the exact sum of the lanes below, isum, and
+    acc = fma(d_w * isum, d_x, acc).
 
     The 6-bit values are taken unsigned (0..63) and the offset of 32 comes back through the
     bsums: lane l (0..7) sums, exactly in int32, the products of elements 4l..4l+3 of each of
@@ -301,6 +335,7 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
     nb = W.shape[1] // BS_Q6_K
     nl = _lane_count(d, nb)  # 8
     half = nl // 2
+    tiled = q.shape[0] >= TILED_MIN
     for r in prange(R):
         w = W[r]
         ws = w.view(np.int8)
@@ -309,10 +344,12 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
             qt = q[t]
             for l in range(nl):
                 acc[l] = 0.0
+            a = np.float32(0.0)  # the tiled kernel's accumulator
             for b in range(nb):
                 o = b * BS_Q6_K
                 sco = o + 192
                 dd = d[t, b] * _h(w, o + 208)
+                isum = np.int32(0)
                 bs = b * NSUB16
                 for l in range(nl):
                     lane = np.int32(0)
@@ -333,4 +370,6 @@ def matmul_q6_K(W, q, d, bsums, out, scratch):
                     lane -= 32 * (bsums[t, bs + 2 * l] * np.int32(ws[sco + 2 * l])
                                   + bsums[t, bs + 2 * l + 1] * np.int32(ws[sco + 2 * l + 1]))
                     acc[l] = fma32(dd, np.float32(lane), acc[l])
-            out[t, r] = hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+                    isum += lane
+                a = fma32(_h(w, o + 208) * np.float32(isum), d[t, b], a)
+            out[t, r] = a if tiled else hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])

@@ -116,10 +116,8 @@ class State(KVCache):
         self.ffn = np.zeros((T, F), np.float32)
         # a row per thread: scores (n_ctx, padded to 32) then 32 floats of dot-product lanes
         self.scratch = np.zeros((numba.config.NUMBA_NUM_THREADS, n_ctx + 64), np.float32)
-        if flash_attn:  # kernels.flash: a row of tiles per thread; (head, chunk) partials of the split path
-            self.scratch = np.zeros(flash.scratch_shape(numba.config.NUMBA_NUM_THREADS, cfg.head_dim), np.float32)
-            self.fa_parts = np.zeros((cfg.n_head * (numba.config.NUMBA_NUM_THREADS + 1), 2 + cfg.head_dim_v),
-                                     np.float32)
+        if flash_attn:  # kernels.flash: tiles per thread, (head, chunk) partials of the split path
+            self.scratch = flash.Scratch(numba.config.NUMBA_NUM_THREADS, cfg.n_head, cfg.head_dim)
         half = cfg.rope.n_dims // 2
         # the frequency factors of every pair (rope_freqs / LongRoPE's), ones where there are none
         self.rope_factors = np.ones(half, np.float32) if rope_factors is None else np.ascontiguousarray(rope_factors)
@@ -187,8 +185,6 @@ class _Rows:
         self.q3 = self.q.reshape(T, -1, S.head_dim)  # (T, n_head, D)
         self.k3 = self.k.reshape(T, -1, S.head_dim)  # (T, n_head_kv, D)
         self.q_flat = self.q.reshape(-1)
-        self.last_x, self.last_xn = self.x[T - 1:T], self.xn[:1]
-        self.logits_last = S.logits[:1]
         self.n = T
         self._spans: dict[tuple[int, int], _Span] = {}
 
@@ -321,8 +317,11 @@ class Model:
 
     # -- the graph ------------------------------------------------------------------------
 
-    def _ubatch(self, tokens: np.ndarray, want: str, seqs=None) -> np.ndarray:
-        """Run T <= n_batch tokens at positions n_past..; return logits of the last or all.
+    def _ubatch(self, tokens: np.ndarray, want, seqs=None) -> np.ndarray:
+        """Run T <= n_batch tokens at positions n_past..; return logits of the last, all, none,
+        or (want an int k) rows k.. . As llama.cpp's graphs do with inp_out_ids, the last
+        block runs its feed-forward part over the output rows only (which decides the batched
+        kernels those rows take).
 
         seqs: None, every row appended to the State's own cache; or ((cache, n), ...), the rows
         split in order among sequences, each row at its own sequence's next position and its
@@ -363,6 +362,18 @@ class Model:
         kq_scale = np.float32(1.0) if cfg.scale_q else np.float32(cfg.attn_scale)
         res_scale = np.float32(cfg.residual_scale)
 
+        # the rows whose logits are wanted (llm_graph_input_out_ids); None: every row
+        if seqs is not None:
+            keep = np.cumsum([P.n for _, _, P in parts]) - 1
+        elif want == "all" or (isinstance(want, (int, np.integer)) and want <= 0):
+            keep = None
+        elif isinstance(want, (int, np.integer)):
+            keep = np.arange(min(int(want), T - 1), T)
+        else:  # "last", and "none" (its rows are not read: the last stands in)
+            keep = np.array([T - 1])
+        if keep is not None and keep.shape[0] == T:
+            keep = None
+        last_layer = len(W.layers) - 1
         cb = self.trace
         self._embed(tokens, x)
         for il, L in enumerate(W.layers):
@@ -400,7 +411,7 @@ class Model:
                     be.store_kv_rows(P.k, P.v, cache.k_layers[il], cache.v_layers[il], p0)
                     be.flash_attn(P.q3, cache.k_layers[il], cache.v_layers[il], P.pos, n,
                                   flash.graph_n_kv(n, cache.n_ctx), self.n_threads, kq_scale, window,
-                                  cfg.attn_softcap, sinks, S.scratch, S.fa_parts, P.attn)
+                                  cfg.attn_softcap, sinks, S.scratch, P.attn)
             else:
                 be.round_to_f16(R.q_flat, R.q_flat)  # ggml converts q to fp16 for K @ q
                 for cache, p0, P in parts:  # each sequence's rows against its own cache
@@ -411,6 +422,12 @@ class Model:
             if cb:
                 cb("kqv_out", il, attn)
                 cb("attn_out", il, proj)
+            if il == last_layer and keep is not None:  # ggml_get_rows(cur / inpSA, inp_out_ids)
+                for i, j in enumerate(keep):  # j >= i: nothing is overwritten before it is read
+                    if i != j:
+                        x[i], proj[i] = x[j], proj[j]
+                R = S.rows(keep.shape[0])
+                x, xn, proj = R.x, R.xn, R.proj
             if L.post_attn_norm is not None:
                 be.rms_norm(proj, L.post_attn_norm, cfg.rms_eps, proj)
                 if cb:
@@ -440,22 +457,9 @@ class Model:
 
         for cache, p0, P in parts:
             cache.n_past = p0 + P.n
-        if seqs is not None:
-            # each sequence's last row moves up to row i (from a row >= i, so none is overwritten
-            # before it is read); the output layer then runs over the first len(parts) rows
-            last = -1
-            for i, (_, _, P) in enumerate(parts):
-                last += P.n
-                if last != i:
-                    x[i] = x[last]
-            Q = S.rows(len(parts))
-            rows, rows_n, logits = Q.x, Q.xn, S.logits[:len(parts)]
-        elif want == "none":
+        if want == "none" and seqs is None:
             return S.logits[:0]
-        elif want == "all":
-            rows, rows_n, logits = x, xn, S.logits[:T]
-        else:
-            rows, rows_n, logits = R.last_x, R.last_xn, R.logits_last
+        rows, rows_n, logits = x, xn, S.logits[:x.shape[0]]  # the output rows, moved to the front
         be.rms_norm(rows, W.output_norm, cfg.rms_eps, rows_n)
         self._linear(rows_n, W.output, logits, bias=W.output_bias)
         if cfg.logit_scale:
@@ -522,6 +526,25 @@ class Model:
             if out is not None:
                 out[s:s + chunk.shape[0]] = lg
         return out if out is not None else lg
+
+    def eval_rows(self, tokens, first: int) -> np.ndarray:
+        """Append tokens (in micro-batches of n_batch, as llama_decode splits a batch) and return
+        the logits of rows first.. (len(tokens) - first, n_vocab): a llama_batch whose logits
+        flags are set from position `first` on, as llama-perplexity asks for them."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        n = tokens.shape[0]
+        self._check(tokens, self.state)
+        B = self.state.n_batch
+        out = np.empty((max(n - first, 0), self.cfg.n_vocab), np.float32)
+        for s in range(0, n, B):
+            chunk = tokens[s:s + B]
+            e = s + chunk.shape[0]
+            if e <= first:
+                self._ubatch(chunk, "none")
+                continue
+            k = max(first - s, 0)
+            out[s + k - first:e - first] = self._ubatch(chunk, k if k > 0 else "all")
+        return out
 
 
 def load_model(path, n_ctx: int = 4096, n_batch: int = 512, n_threads: int = 2, backend: Backend | None = None,
