@@ -39,6 +39,7 @@ SUBCOMMANDS = {
     "grammar": "grammar",
     "serve": "serve",
     "imatrix": "imatrix",
+    "trace": "trace",
 }
 
 

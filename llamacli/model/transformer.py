@@ -466,6 +466,9 @@ class Model:
             logits *= np.float32(1.0) / np.float32(cfg.logit_scale)  # granite: ggml_scale by 1.0f/s
         if cfg.final_softcap:
             be.softcap_inplace(logits, cfg.final_softcap)
+        if cb:
+            cb("result_norm", -1, rows_n)
+            cb("result_output", -1, logits)
         return logits
 
     def _check(self, tokens: np.ndarray, cache: KVCache) -> None:
