@@ -156,21 +156,28 @@ def matmul_q3_K(W, q, d, bsums, out, scratch):
 
 
 @njit(inline="always", cache=True)
+def _q4k_quarter(w, o, qt, x0, j):
+    """Exact integer sum of quarter j (64 values: 32 low nibbles, then 32 high nibbles) of the
+    Q4_K super-block at byte o against q8 values qt[x0:x0+256], each half times its scale."""
+    sc1, _ = scale_min_k4(2 * j, w, o + 4)
+    sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
+    p1 = np.int32(0)
+    p2 = np.int32(0)
+    for l in range(32):
+        v = np.int32(w[o + 16 + 32 * j + l])
+        p1 += (v & 15) * np.int32(qt[x0 + 64 * j + l])
+        p2 += (v >> 4) * np.int32(qt[x0 + 64 * j + 32 + l])
+    return sc1 * p1 + sc2 * p2
+
+
+@njit(inline="always", cache=True)
 def _q4k_sums(w, o, qt, x0):
     """Exact integer sums of a Q4_K super-block at byte o against q8 values qt[x0:x0+256]:
     (sum of scale_j * quants . q8 over the 8 sub-blocks, and the pairs of bsums are left to the
     caller). Integer arithmetic, so any order gives the same result."""
     isum = np.int32(0)
-    for j in range(4):  # 64 values: 32 low nibbles, then 32 high nibbles
-        sc1, _ = scale_min_k4(2 * j, w, o + 4)
-        sc2, _ = scale_min_k4(2 * j + 1, w, o + 4)
-        p1 = np.int32(0)
-        p2 = np.int32(0)
-        for l in range(32):
-            v = np.int32(w[o + 16 + 32 * j + l])
-            p1 += (v & 15) * np.int32(qt[x0 + 64 * j + l])
-            p2 += (v >> 4) * np.int32(qt[x0 + 64 * j + 32 + l])
-        isum += sc1 * p1 + sc2 * p2
+    for j in range(4):
+        isum += _q4k_quarter(w, o, qt, x0, j)
     return isum
 
 
@@ -217,17 +224,11 @@ def matmul_q4_K(W, q, d, bsums, out, scratch):
                     bs = b * NSUB16
                     if repacked and t < T4:  # gemm: both accumulators updated per 64 values
                         for j in range(4):
-                            sc1, m1 = scale_min_k4(2 * j, w, o + 4)
-                            sc2, m2 = scale_min_k4(2 * j + 1, w, o + 4)
-                            p1 = np.int32(0)
-                            p2 = np.int32(0)
-                            for l in range(32):
-                                v = np.int32(w[o + 16 + 32 * j + l])
-                                p1 += (v & 15) * np.int32(qt[b * QK_K + 64 * j + l])
-                                p2 += (v >> 4) * np.int32(qt[b * QK_K + 64 * j + 32 + l])
+                            _, m1 = scale_min_k4(2 * j, w, o + 4)
+                            _, m2 = scale_min_k4(2 * j + 1, w, o + 4)
                             mn = (m1 * (bsums[t, bs + 4 * j] + bsums[t, bs + 4 * j + 1])
                                   + m2 * (bsums[t, bs + 4 * j + 2] + bsums[t, bs + 4 * j + 3]))
-                            a = fma32(np.float32(sc1 * p1 + sc2 * p2), _h(w, o) * dy, a)
+                            a = fma32(np.float32(_q4k_quarter(w, o, qt, b * QK_K, j)), _h(w, o) * dy, a)
                             am = fma32(np.float32(mn), _h(w, o + 2) * dy, am)
                         continue
                     summ = np.int32(0)
