@@ -7,6 +7,8 @@ counters (load, prompt eval, eval, sampling), printed by `perf_summary` in llama
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,6 +21,32 @@ from .model.config import config_from_gguf
 from .gguf_io import open_gguf
 from .sampling import Sampler, SamplerParams
 from .tokenizer import load_tokenizer
+
+_ctrl_c_pending = False  # set by the SIGINT handler; see catch_ctrl_c
+
+
+def _on_sigint(signum, frame) -> None:
+    global _ctrl_c_pending
+    _ctrl_c_pending = True
+    raise KeyboardInterrupt
+
+
+def catch_ctrl_c() -> None:
+    """Make Ctrl+C stick during generation. Python's own handler only raises KeyboardInterrupt,
+    and a raise that lands inside a C callback (llvmlite's, while Numba compiles or links a
+    cached kernel) is printed as 'Exception ignored' and lost. This handler also leaves a flag
+    that the generation loop checks once per token, so a lost raise stops the reply one token
+    later. Only from the main thread, where signal handlers live."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _check_ctrl_c() -> None:
+    global _ctrl_c_pending
+    if _ctrl_c_pending:
+        _ctrl_c_pending = False
+        raise KeyboardInterrupt
+
 
 DEFAULT_CTX = 4096  # llama.cpp's common default for -c
 KV_MEMORY_SHARE = 0.5  # -c 0 never lets the KV cache take more than this share of free memory
@@ -145,6 +173,8 @@ class Generator:
 
     def eval_prompt(self, tokens: list[int]):
         """Append prompt tokens to the context (counted as prompt eval); the last row's logits."""
+        global _ctrl_c_pending
+        _ctrl_c_pending = False  # a Ctrl+C already caught, before this prompt began
         t0 = time.perf_counter()
         logits = self.model.eval(tokens, want="last")
         self.perf.t_prompt_ms += (time.perf_counter() - t0) * 1e3
@@ -160,6 +190,7 @@ class Generator:
         self.context_full = False
         out: list[int] = []
         while n_predict < 0 or len(out) < n_predict:
+            _check_ctrl_c()
             t0 = time.perf_counter()
             tok = sampler.sample(logits[0])
             try:

@@ -247,3 +247,27 @@ def test_ctrl_c_stops_a_reply_and_the_session_goes_on(smollm2_path):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_a_ctrl_c_whose_raise_was_lost_still_stops_the_reply(tiny):
+    """A KeyboardInterrupt raised inside a C callback (llvmlite's) is printed and dropped; the
+    flag the SIGINT handler leaves behind stops the reply at the next token all the same."""
+    from llamacli import generate
+
+    gen = Generator(tiny, n_ctx=512, n_threads=1)
+    tmpl, _ = choose_template(gen.model.gguf, gen.tokenizer)
+    s = Session(gen, tmpl, SamplerParams(temp=0.0), n_predict=20, ignore_eos=True)
+    picks: list[int] = []
+
+    def lose_a_ctrl_c(t: int) -> None:
+        picks.append(t)
+        if len(picks) == 3:
+            try:
+                generate._on_sigint(2, None)  # what the handler does, inside a callback that swallows it
+            except KeyboardInterrupt:
+                pass
+
+    got, st = s.reply("the", on_token=lose_a_ctrl_c)
+    assert st.interrupted and got == picks and len(got) == 3
+    got, st = s.reply("the")  # the next turn runs to its end
+    assert not st.interrupted and len(got) == 20

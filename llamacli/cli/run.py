@@ -101,7 +101,7 @@ def command(
 
     With -cnv, chat instead: -p (if given) is the first user turn, then each line read is one
     (interactive with line editing, or piped). /exit, /regen, /clear as in llama-cli."""
-    from ..generate import Generator, choose_context  # the engine loads only when it is needed
+    from ..generate import Generator, catch_ctrl_c, choose_context  # the engine loads only when it is needed
     from ..gguf_io import open_gguf
 
     if not conversation:
@@ -141,6 +141,7 @@ def command(
                            repeat_last_n=repeat_last_n, repeat_penalty=repeat_penalty,
                            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, seed=seed)
     gen = Generator(gf, n_ctx=n_ctx, n_batch=batch_size, n_threads=threads, flash_attn=flash_attn)
+    catch_ctrl_c()
     compiled = None
     if grammar_text is not None:
         from ..grammar import compile_grammar
