@@ -22,7 +22,7 @@ run: install
 		-p "Name three primary colors and explain in one sentence why they are called primary."
 
 test: install models
-	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q --durations=40 tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info

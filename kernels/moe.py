@@ -12,13 +12,17 @@ import numpy as np
 from numba import njit, prange
 
 from .simd import exp8_shifted, libm_expf
+from .simd512 import exp16_shifted
 
 
 @njit(inline="always", cache=True)
-def _softmax_row(x, y):
+def _softmax_row(x, y, wide):
     """ggml_compute_forward_soft_max_f32 on one row without mask or scale: y = exp(x - max) by
     ggml_vec_soft_max_f32 (ggml_v_expf on eight lanes, hsum_float_8 of each group summed in
-    double, the leftovers through the C library's expf), then y *= (float)(1.0 / sum)."""
+    double, the leftovers through the C library's expf), then y *= (float)(1.0 / sum).
+    wide: an AVX-512 build's, groups of sixteen lanes (_mm512_reduce_add_ps) and no eight-lane
+    groups after them (its #if takes the AVX-512 loop instead of the AVX2 one): a router of
+    eight experts is all expf there."""
     n = x.shape[0]
     mx = -np.inf
     for i in range(n):
@@ -28,9 +32,14 @@ def _softmax_row(x, y):
         y[i] = x[i]
     total = 0.0
     i = 0
-    while i + 8 <= n:
-        total += np.float64(exp8_shifted(y, i, np.float32(mx)))
-        i += 8
+    if wide:
+        while i + 16 <= n:
+            total += np.float64(exp16_shifted(y, i, np.float32(mx)))
+            i += 16
+    else:
+        while i + 8 <= n:
+            total += np.float64(exp8_shifted(y, i, np.float32(mx)))
+            i += 8
     while i < n:
         v = libm_expf(np.float32(y[i] - mx))
         total += np.float64(v)
@@ -42,14 +51,15 @@ def _softmax_row(x, y):
 
 
 @njit(cache=True)
-def route(logits, probs, sel, wts, gating_weight, norm, scale):
+def route(logits, probs, sel, wts, gating_weight, norm, scale, wide=False):
     """From router logits (T, n_expert) to each token's experts sel (T, k) and their weights
     wts (T, k):
       softmax gating: probs = softmax(logits), the top k of probs, weights = their probs;
       gating_weight (gpt-oss): the top k of the logits, weights = softmax over those k;
       norm: weights / max(sum, 6.103515625e-5) (ggml_sum_rows sums in double);
       scale (not 0 or 1): weights * scale.
-    The top k is a descending sort (ggml_argsort, std::sort; equal values are not expected)."""
+    The top k is a descending sort (ggml_argsort, std::sort; equal values are not expected).
+    wide: the softmax of an AVX-512 build (_softmax_row)."""
     T, X = logits.shape
     k = sel.shape[1]
     for t in range(T):
@@ -57,13 +67,13 @@ def route(logits, probs, sel, wts, gating_weight, norm, scale):
             for e in range(X):
                 probs[t, e] = logits[t, e]
         else:
-            _softmax_row(logits[t], probs[t])
+            _softmax_row(logits[t], probs[t], wide)
         order = np.argsort(-probs[t], kind="mergesort")
         for s in range(k):
             sel[t, s] = order[s]
             wts[t, s] = probs[t, order[s]]
         if gating_weight:
-            _softmax_row(wts[t], wts[t])  # in place: the row is copied before its exps
+            _softmax_row(wts[t], wts[t], wide)  # in place: the row is copied before its exps
         if norm:
             total = 0.0
             for s in range(k):

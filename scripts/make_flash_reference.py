@@ -18,6 +18,8 @@ n_ctx 4096, n_batch = n_ubatch = 512 and flash_attn_type ENABLED:
                          runs go there; Gemma-3's 48 stay short, to keep CI short).
   batch_N                the first N tokens in one llama_decode, every row's logits: 64 and
                          more take the tiled kernel, fewer the row-at-a-time one.
+smollm2_f16 is SmolLM2 requantized to F16 by llama-quantize (--allow-requantize), whose batches
+go through llamafile's tinyBLAS; file_sha256 names the file each model's rows come from.
 """
 
 from __future__ import annotations
@@ -36,12 +38,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
 CACHE = Path.home() / ".cache" / "llamacli"
-MODELS = {"smollm2": CACHE / "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": CACHE / "gemma-3-270m-q4_k_m.gguf"}
+MODELS = {"smollm2": CACHE / "SmolLM2-135M-Instruct.Q4_1.gguf", "gemma3": CACHE / "gemma-3-270m-q4_k_m.gguf",
+          # llama-quantize --allow-requantize of the Q4_1 to F16 (the test makes the same file):
+          # its batches go through llamafile's tinyBLAS
+          "smollm2_f16": CACHE / "SmolLM2-135M-Instruct.F16.gguf"}
+TOKENS = {"smollm2_f16": "smollm2"}  # whose reference text tokens a model takes
 # (run, threads, tokens); Gemma-3's batches also exercise ggml's repacked Q4_K gemm (4+ rows) and
 # tiled Q6_K matmul (8+ rows)
 RUNS = {
     "smollm2": [("decode_t2", 2, 300), ("decode_t1", 1, 272), ("batch_100", 2, 100), ("batch_40", 2, 40)],
     "gemma3": [("decode_t2", 2, 48), ("batch_100", 2, 100), ("batch_40", 2, 40), ("batch_6", 2, 6)],
+    "smollm2_f16": [("batch_40", 2, 40), ("batch_6", 2, 6)],
 }
 
 PEER = r"""
@@ -85,8 +92,9 @@ def main() -> int:
         level, lib = spec.split("=", 1)
         env = dict(os.environ, LLAMA_CPP_LIB_PATH=lib, PYTHONPATH=args.pythonpath)
         for name, path in MODELS.items():
-            tokens = np.load(GOLDEN / name / "logits.npz")["tokens"].tolist()
-            rec = data.setdefault(name, {}).setdefault(level, {})
+            tokens = np.load(GOLDEN / TOKENS.get(name, name) / "logits.npz")["tokens"].tolist()
+            data.setdefault(name, {})["file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            rec = data[name].setdefault(level, {})
             for run, nth, n in RUNS[name]:
                 with tempfile.TemporaryDirectory() as tmp:
                     npy = Path(tmp) / "rows.npy"

@@ -2,13 +2,14 @@
 the very same file with flash attention on, one token at a time and as prompt batches of 64 and
 6 rows, against the AVX2 build and the native AVX-512 build, each at its CPU level
 (tests/golden/differential.json, scripts/make_differential_reference.py). All paths: the three
-flash-attention kernels, the decode dots, the repacked Q4_K gemm and gemv, the tiled Q6_K matmul.
+flash-attention kernels, the decode dots, the repacked Q4_K gemm and gemv, the tiled Q6_K matmul,
+tinyBLAS for F32 and F16 weights, the expert matmuls and their routing.
 
-Measured when the golden data was made (2026-12-03): all 3 runs x 2 builds bit-identical for the
-ten dense families and qwen3moe. The other mixtures of experts are checked on the AVX2 build's
-decode path only: their batched expert matmuls (ggml_mul_mat_id's batched kernels) and, at the
-avx512 level, olmoe's and llama_moe's decode are not yet ggml's (olmoe: AVX2 batch_64 38/64 rows,
-batch_6 4/6; AVX-512 decode 25/64; llama_moe: 17/64, 6/6, 58/64; gpt_oss: 12/64, 3/6, 64/64)."""
+Measured when the golden data was made (2026-12-03), and asserted here: all 3 runs x 2 builds
+bit-identical for all thirteen families. The mixtures of experts needed llamafile's tinyBLAS for
+their F32 routers in batches (before it, olmoe's AVX2 batch_64 matched on 38/64 rows, llama_moe's
+17/64, gpt_oss's 12/64) and the AVX-512 build's softmax for their routing weights (olmoe's
+AVX-512 decode: 25/64, llama_moe's: 58/64)."""
 
 import hashlib
 import json
@@ -21,9 +22,7 @@ from families import FAMILY_MODELS, family_tokens, write_family
 from llamacli.model.transformer import load_model
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "differential.json").read_text())
-EXPERT_BATCHES_NOT_YET = {"olmoe", "llama_moe", "gpt_oss"}
-CASES = [(name, level, run) for name in FAMILY_MODELS for level in ("avx2", "avx512") for run in GOLDEN["runs"]
-         if name not in EXPERT_BATCHES_NOT_YET or (level, run) == ("avx2", "decode")]
+CASES = [(name, level, run) for name in FAMILY_MODELS for level in ("avx2", "avx512") for run in GOLDEN["runs"]]
 
 
 @pytest.fixture(scope="module")

@@ -88,3 +88,50 @@ def test_avx2_kernels_bit_identical_to_portable(name, n_rows):
         getattr(portable, f"matmul_{name}")(rows, act.q, act.d, act.aux, a, act.scratch)
         getattr(fast, f"matmul_{name}")(rows, act.q, act.d, act.aux, b, act.scratch)
         assert np.array_equal(a, b), n_tok
+
+
+def _tinyblas_twin(w, x, lanes):
+    """llamafile's tinyBLAS gemm_bloc for float weights, in NumPy: lane j of each output sums
+    fma(w[l + j], x[l + j]) over l in steps of `lanes` (the fma as one float64 product-sum,
+    rounded once to float32), then hsum: 16 lanes fold their halves first, 8 lanes go
+    (0..3 + 4..7), then (0 + 2) + (1 + 3)."""
+    T, R = x.shape[0], w.shape[0]
+    acc = np.zeros((T, R, lanes), np.float32)
+    for l in range(0, w.shape[1], lanes):
+        prod = x[:, None, l:l + lanes].astype(np.float64) * w[None, :, l:l + lanes].astype(np.float64)
+        acc = (prod + acc).astype(np.float32)
+    if lanes == 16:
+        acc = acc[..., 8:] + acc[..., :8]
+    r = acc[..., 4:] + acc[..., :4]
+    return (r[..., 0] + r[..., 2]) + (r[..., 1] + r[..., 3])
+
+
+@pytest.mark.parametrize("qtype", [T.F32, T.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("wide", [False, True], ids=["avx2", "avx512"])
+def test_float_batches_take_tinyblas_order(qtype, wide):
+    """A plain matmul of F32 / F16 weights over two or more tokens is llamafile_sgemm's when the
+    rows are a multiple of 4 and the width of its vector (8 / 16 floats): bit for bit against
+    the twin. Where tinyBLAS declines (one token, 6 rows, a width of 8 on AVX-512), the vector
+    dot of the expert path (ID_DOTS: mul_mat_id never takes tinyBLAS) gives the same bits."""
+    from llamacli.kernels.dot import matmul
+
+    lanes = 16 if wide else 8
+    dot = (matmul.WIDE_DOTS if wide else matmul.DOTS)[qtype]
+    plain = (matmul.WIDE_ID_DOTS if wide else matmul.ID_DOTS)[qtype]
+    rng = np.random.default_rng(5)
+    for R, n, ntok, takes in ((12, 96, 5, True), (8, 64, 2, True), (8, 64, 1, False), (6, 64, 3, False),
+                              (8, 72, 3, not wide)):
+        rows = naive.random_rows(qtype, R, n, rng)
+        x = rng.standard_normal((ntok, n)).astype(np.float32)
+        act = Activation(dot.act, n, ntok)
+        act.load(x)
+        got = np.full((ntok, R), np.nan, np.float32)
+        act.matmul(dot, rows, got)
+        alone = np.full((ntok, R), np.nan, np.float32)
+        act.matmul(plain, rows, alone)
+        if takes:
+            w = naive.weights_f64(qtype, rows).astype(np.float32)
+            assert np.array_equal(got, _tinyblas_twin(w, act.x[:ntok], lanes)), (R, n, ntok)
+            assert not np.array_equal(got, alone), (R, n, ntok)  # another order, other bits
+        else:
+            assert np.array_equal(got, alone), (R, n, ntok)

@@ -230,7 +230,8 @@ def test_graph_n_kv_is_llama_cpps():
 # -- both real models against llama.cpp with flash attention on ---------------------------------
 
 FLASH_RUNS = [(model, level, run) for model, runs in (("smollm2", ("decode_t2", "decode_t1", "batch_100", "batch_40")),
-                                                      ("gemma3", ("decode_t2", "batch_100", "batch_40", "batch_6")))
+                                                      ("gemma3", ("decode_t2", "batch_100", "batch_40", "batch_6")),
+                                                      ("smollm2_f16", ("batch_40", "batch_6")))
               for level in ("avx2", "avx512") for run in runs]
 
 
@@ -240,19 +241,32 @@ def flash_golden(golden):
     return json.loads((golden / "flash.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def smollm2_f16_path(smollm2_path, flash_golden, tmp_path_factory):
+    """SmolLM2 requantized to F16 here: the very file llama.cpp ran (llama-quantize's)."""
+    import hashlib
+
+    from llamacli.quantize import make_f16
+
+    path = make_f16(smollm2_path, tmp_path_factory.mktemp("f16") / "smollm2.f16.gguf", nthreads=2)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == flash_golden["smollm2_f16"]["file_sha256"]
+    return path
+
+
 @pytest.mark.parametrize("model,level,run", FLASH_RUNS)
 def test_flash_logits_match_llama_cpp(model, level, run, flash_golden, golden, request):
     """-fa on against the build of each level (scripts/make_flash_reference.py): decode past 256
     positions, where ggml splits the keys among the threads (so 1 and 2 threads differ), and
     prompt batches of 100 tokens (tiled) and 40 (a row at a time); Gemma-3's batches also take
-    ggml's repacked Q4_K gemm and tiled Q6_K matmul (6 rows: the gemm's four and two of gemv)."""
+    ggml's repacked Q4_K gemm and tiled Q6_K matmul (6 rows: the gemm's four and two of gemv);
+    SmolLM2's F16 batches take llamafile's tinyBLAS (8 lanes on AVX2, 16 on AVX-512)."""
     import hashlib
 
     from llamacli.model.transformer import load_model
 
     rec = flash_golden[model][level][run]
     n, nth = rec["tokens"], rec["threads"]
-    tokens = np.load(golden / model / "logits.npz")["tokens"][:n]
+    tokens = np.load(golden / model.removesuffix("_f16") / "logits.npz")["tokens"][:n]
     m = load_model(request.getfixturevalue(f"{model}_path"), n_ctx=4096, n_batch=512, n_threads=nth,
                    cpu_level=level, flash_attn="on")
     if run.startswith("decode"):

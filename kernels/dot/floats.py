@@ -15,9 +15,9 @@ from numba import njit, prange
 
 import numba
 
-from ..simd import fma32, reduce8_hadd
+from ..simd import fma32, hsum8, reduce8_hadd
 from ..simd512 import reduce16_ref
-from .fp16 import dot_f16_512, dot_f16_fast
+from .fp16 import F16_TO_F32, dot_f16_512, dot_f16_fast
 from .legacy import FASTMATH
 
 BF16_TO_F32 = (np.arange(65536, dtype=np.uint32) << 16).view(np.float32)
@@ -45,9 +45,8 @@ def dot_f32(w, x, n, acc):
 
 @njit(parallel=True, cache=True)
 def matmul_f32(W, x, out, scratch):
-    """F32 weights against float32 activations (vec_dot_type F32), ggml_vec_dot_f32 per output;
-    a prompt batch of two or more tokens goes through llamafile's tinyBLAS in llama.cpp, which
-    sums in another order (not reproduced)."""
+    """F32 weights against float32 activations (vec_dot_type F32), ggml_vec_dot_f32 per output
+    (a plain matmul's batches go through tinyBLAS instead: mul_mat_f32)."""
     R, n = W.shape
     for r in prange(R):
         acc = scratch[numba.get_thread_id()]
@@ -101,6 +100,109 @@ def matmul_f16(W, x, out, scratch):
     for r in prange(R):
         for t in range(x.shape[0]):
             out[t, r] = dot_f16_fast(x, t * n, W, r * n, n)
+
+
+# -- prompt batches: llamafile's tinyBLAS -------------------------------------------------------
+# ggml_compute_forward_mul_mat hands a plain matmul to llamafile_sgemm first; for F32 and F16
+# weights it takes the product when the activations have two rows or more (n >= 2), k is a
+# multiple of the vector width KN (8 floats on AVX2, 16 on AVX-512) and the weight has a multiple
+# of 4 rows (tinyBLAS::matmul); F16 after the activations are rounded to fp16, as vec_dot_type F16
+# has them anyway. Every output is then one vector of KN lanes (tinyBLAS::gemm_bloc: Cv = madd(A, B,
+# Cv) over k in steps of KN) reduced by hsum. ggml_mul_mat_id (experts) never goes there.
+
+@njit(inline="always", cache=True)
+def tinyblas_takes(T, R, n, lanes):
+    """llamafile_sgemm's conditions for an F32 / F16 matmul of T activation rows."""
+    return T >= 2 and R % 4 == 0 and n % lanes == 0
+
+
+@njit(inline="always", cache=True)
+def _tinyblas_hsum(acc, lanes):
+    """tinyBLAS's hsum: hsum(__m256) is hsum_float_8's order; hsum(__m512) is
+    _mm512_reduce_add_ps, which adds the two halves first."""
+    if lanes == 16:
+        return reduce16_ref(acc, 0)
+    return hsum8(acc[0], acc[1], acc[2], acc[3], acc[4], acc[5], acc[6], acc[7])
+
+
+@njit(inline="always", cache=True)
+def dot_tinyblas_f32(w, x, n, lanes, acc):
+    """One output of tinyBLAS<KN, ..., float, float, float>::gemm_bloc: lane j sums
+    fma(w[l + j], x[l + j]) for l = 0, KN, 2 KN, ... (acc: lanes floats of scratch)."""
+    for j in range(lanes):
+        acc[j] = 0.0
+    for l in range(0, n, lanes):
+        for j in range(lanes):
+            acc[j] = fma32(w[l + j], x[l + j], acc[j])
+    return _tinyblas_hsum(acc, lanes)
+
+
+@njit(inline="always", cache=True)
+def dot_tinyblas_f16(w, x, n, lanes, acc):
+    """tinyBLAS<KN, ..., ggml_fp16_t, ggml_fp16_t, float>: as dot_tinyblas_f32, both operands
+    fp16 widened to float32 by load (w: the weight's fp16 bits, x: values already on fp16)."""
+    for j in range(lanes):
+        acc[j] = 0.0
+    for l in range(0, n, lanes):
+        for j in range(lanes):
+            acc[j] = fma32(F16_TO_F32[w[l + j]], x[l + j], acc[j])
+    return _tinyblas_hsum(acc, lanes)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_tinyblas_f32(W, x, out, scratch, lanes):
+    R, n = W.shape
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(x.shape[0]):
+            out[t, r] = dot_tinyblas_f32(W[r], x[t], n, lanes, acc)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_tinyblas_f16(W, x, out, scratch, lanes):
+    R, n = W.shape
+    for r in prange(R):
+        acc = scratch[numba.get_thread_id()]
+        for t in range(x.shape[0]):
+            out[t, r] = dot_tinyblas_f16(W[r], x[t], n, lanes, acc)
+
+
+@njit(cache=True)
+def mul_mat_f32(W, x, out, scratch):
+    """An F32 weight in a plain matmul on AVX2: tinyBLAS (8 lanes) where it takes the batch,
+    ggml_vec_dot_f32 (matmul_f32) otherwise."""
+    if tinyblas_takes(x.shape[0], W.shape[0], W.shape[1], 8):
+        _matmul_tinyblas_f32(W, x, out, scratch, 8)
+    else:
+        matmul_f32(W, x, out, scratch)
+
+
+@njit(cache=True)
+def mul_mat_f32_512(W, x, out, scratch):
+    """As mul_mat_f32 on an AVX-512 build: tinyBLAS of 16 lanes, else matmul_f32_512."""
+    if tinyblas_takes(x.shape[0], W.shape[0], W.shape[1], 16):
+        _matmul_tinyblas_f32(W, x, out, scratch, 16)
+    else:
+        matmul_f32_512(W, x, out, scratch)
+
+
+@njit(cache=True)
+def mul_mat_f16(W, x, out, scratch):
+    """An F16 weight in a plain matmul on AVX2: tinyBLAS (8 lanes) where it takes the batch,
+    ggml_vec_dot_f16 (matmul_f16) otherwise."""
+    if tinyblas_takes(x.shape[0], W.shape[0], W.shape[1], 8):
+        _matmul_tinyblas_f16(W, x, out, scratch, 8)
+    else:
+        matmul_f16(W, x, out, scratch)
+
+
+@njit(cache=True)
+def mul_mat_f16_512(W, x, out, scratch):
+    """As mul_mat_f16 on an AVX-512 build: tinyBLAS of 16 lanes, else matmul_f16_512."""
+    if tinyblas_takes(x.shape[0], W.shape[0], W.shape[1], 16):
+        _matmul_tinyblas_f16(W, x, out, scratch, 16)
+    else:
+        matmul_f16_512(W, x, out, scratch)
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True)

@@ -43,8 +43,8 @@ class DotKernel:
 
 
 DOTS: dict[T, DotKernel] = {
-    T.F32: DotKernel("f32", floats.matmul_f32, np.float32),
-    T.F16: DotKernel("f16", floats.matmul_f16, np.uint16),
+    T.F32: DotKernel("f32", floats.mul_mat_f32, np.float32),  # tinyBLAS for batches it takes
+    T.F16: DotKernel("f16", floats.mul_mat_f16, np.uint16),
     T.BF16: DotKernel("bf16", floats.matmul_bf16, np.uint16),
     T.Q4_0: DotKernel("q8_0", fast_legacy.matmul_q4_0),
     T.Q4_1: DotKernel("q8_1", fast_legacy.matmul_q4_1),
@@ -154,9 +154,15 @@ AMX_DOTS: dict[T, DotKernel] = {
 
 # the float dots of an AVX-512 build (sixteen lanes), at the avx512 and amx levels
 WIDE_DOTS: dict[T, DotKernel] = {
-    T.F32: DotKernel("f32", floats.matmul_f32_512, np.float32),
-    T.F16: DotKernel("f16", floats.matmul_f16_512, np.uint16),
+    T.F32: DotKernel("f32", floats.mul_mat_f32_512, np.float32),
+    T.F16: DotKernel("f16", floats.mul_mat_f16_512, np.uint16),
 }
+
+# ggml_compute_forward_mul_mat_id (experts) has no tinyBLAS path: the vector dots alone
+ID_DOTS = {T.F32: DotKernel("f32", floats.matmul_f32, np.float32),
+           T.F16: DotKernel("f16", floats.matmul_f16, np.uint16)}
+WIDE_ID_DOTS = {T.F32: DotKernel("f32", floats.matmul_f32_512, np.float32),
+                T.F16: DotKernel("f16", floats.matmul_f16_512, np.uint16)}
 
 
 def placed(qtype: T, n_in: int, n_out: int, level: str, op: str = "mul_mat") -> DotKernel:
@@ -169,6 +175,10 @@ def placed(qtype: T, n_in: int, n_out: int, level: str, op: str = "mul_mat") -> 
         k = AMX_DOTS.get(qtype)
         if k is not None:
             return k
+    if op == "mul_mat_id":
+        if cpu.wide(level) and qtype in WIDE_ID_DOTS:
+            return WIDE_ID_DOTS[qtype]
+        return ID_DOTS.get(qtype, DOTS[qtype])
     if cpu.wide(level) and qtype in WIDE_DOTS:
         return WIDE_DOTS[qtype]
     return DOTS[qtype]

@@ -56,6 +56,8 @@ class Backend:
         for name in ("route", "group_by_expert", "gather_rows", "add_bias_rows", "scatter_weighted", "sum_slots",
                      "swiglu_oai"):
             setattr(self, name, getattr(moe, name))
+        if cpu.wide(level):
+            self.route = lambda *a: moe.route(*a, True)
 
     def linear(self, act: Activation, w: Linear, out: np.ndarray) -> None:
         act.matmul(w.dot, w.rows, out)

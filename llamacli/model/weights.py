@@ -166,7 +166,8 @@ class TensorLoader:
             return None
         _check(t, (n_in, n_out, n_expert))
         whole = linear_from_rows(t, n_in, n_out * n_expert)
-        return tuple(Linear(f"{name}[{e}]", whole.qtype, whole.rows[e * n_out:(e + 1) * n_out], n_in, n_out, whole.dot)
+        dot = placed(whole.qtype, n_in, n_out, "avx2", "mul_mat_id")  # no tinyBLAS for experts
+        return tuple(Linear(f"{name}[{e}]", whole.qtype, whole.rows[e * n_out:(e + 1) * n_out], n_in, n_out, dot)
                      for e in range(n_expert))
 
     def matrix(self, name: str, n: int, m: int, required: bool = True) -> np.ndarray | None:
@@ -220,7 +221,10 @@ def place_weights(w: Weights, level: str) -> Weights:
     def layer(L: Layer) -> Layer:
         lin = {f.name: one(getattr(L, f.name)) for f in fields(L) if isinstance(getattr(L, f.name), Linear)}
         if L.moe is not None:  # the router is a plain matmul; the experts are MUL_MAT_ID
-            lin["moe"] = replace(L.moe, gate_inp=one(L.moe.gate_inp))
+            M = L.moe
+            ids = {f: tuple(one(e, "mul_mat_id") for e in getattr(M, f)) for f in ("up", "down", "gate")
+                   if getattr(M, f) is not None}
+            lin["moe"] = replace(M, gate_inp=one(M.gate_inp), **ids)
         return replace(L, **lin)
 
     return replace(w, layers=tuple(layer(L) for L in w.layers), output=one(w.output))
